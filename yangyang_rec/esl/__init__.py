@@ -1,0 +1,1 @@
+"""The FreeSWITCH event socket: pure framing and parsing, and the connection supervisor."""
