@@ -202,12 +202,21 @@ def _text(
     return value_node.value
 
 
-def _settings(fields: dict[str, tuple], what: str, problems: _Problems) -> dict[str, tuple[str, yaml.Node]]:
-    """The mode/direction/announcement/notice_leg given at one level → value and the node that set it."""
-    out: dict[str, tuple[str, yaml.Node]] = {}
+def _settings(
+    fields: dict[str, tuple], what: str, problems: _Problems
+) -> dict[str, tuple[str | None, yaml.Node]]:
+    """The mode/direction/announcement/notice_leg given at one level → value and the node that set it.
+
+    A value already reported as wrong is kept as None, so the lines that inherit it are not
+    reported a second time.
+    """
+    out: dict[str, tuple[str | None, yaml.Node]] = {}
     for key in SETTING_KEYS:
-        value = _text(fields.get(key), key, what, problems)
+        if key not in fields:
+            continue
+        value = _text(fields[key], key, what, problems)
         if value is None:
+            out[key] = (None, fields[key][1])
             continue
         allowed = ALLOWED_VALUES.get(key)
         if allowed is not None and value not in allowed:
@@ -220,6 +229,7 @@ def _settings(fields: dict[str, tuple], what: str, problems: _Problems) -> dict[
                 fields[key][1],
                 f"unknown {key} '{value}' in {what}{hint_text} (allowed: {', '.join(allowed)})",
             )
+            out[key] = (None, fields[key][1])
             continue
         out[key] = (value, fields[key][1])
     return out
@@ -309,7 +319,11 @@ def parse_plan(
                 dept_node, f"a department must be 'id:', 'name:' and 'lines:', not {_kind(dept_node)}"
             )
             continue
-        where = f"the department on line {_line(dept_node)}"
+        written = next((v.value for k, v in dept_node.value if getattr(k, "value", None) == "id"), None)
+        if isinstance(written, str) and DEPARTMENT_ID.match(written):
+            where = f"department '{written}'"
+        else:
+            where = f"the department on line {_line(dept_node)}"
         fields = _mapping(dept_node, DEPARTMENT_KEYS, where, problems)
         dept_id = _text(fields.get("id"), "id", where, problems, required=True)
         if "id" not in fields:
@@ -397,6 +411,8 @@ def parse_plan(
                     line_node, f"{what} has no mode: set 'mode:' under defaults, in {where}, or on the line"
                 )
                 continue
+            if any(value is None for value, _node in values.values()):
+                continue  # a value it sets or inherits is wrong, and is already reported where it is written
             announcement, ann_node = values["announcement"]
             announcements.setdefault((announcement, _line(ann_node) if ann_node else 0), []).append(ext)
             if base_dir is not None and not Path(announcement).is_absolute():
