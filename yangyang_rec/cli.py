@@ -13,7 +13,17 @@ import unicodedata
 from pathlib import Path
 
 from yangyang_rec import __version__
+from yangyang_rec.dialplan import DEFAULT_OUT as DIALPLAN_OUT
+from yangyang_rec.dialplan import render_dialplan, write_dialplan
 from yangyang_rec.lines import LinesError, Plan, load_plan
+from yangyang_rec.notice import (
+    NOTICE_TEXT,
+    NOTICE_WAV,
+    NoticeError,
+    check_notice,
+    read_wav_format,
+    render_notice,
+)
 from yangyang_rec.settings import LoadedSettings, SettingsError, load_settings
 
 
@@ -84,6 +94,62 @@ def cmd_lines_show(args) -> int:
     return 0
 
 
+def cmd_dialplan(args) -> int:
+    try:
+        plan = _load_lines(args)
+    except LinesError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        print("lines file refused; the dialplan was not changed.", file=sys.stderr)
+        return 1
+    if args.out == "-":
+        sys.stdout.write(render_dialplan(plan))
+        return 0
+    out = Path(args.out)
+    if args.check:
+        if out.exists() and out.read_text(encoding="utf-8") == render_dialplan(plan):
+            print(f"{out} matches the lines file")
+            return 0
+        print(f"{out} is stale: run `yangyang-rec dialplan --out {out}`, then `fs_cli -x reloadxml`", file=sys.stderr)
+        return 1
+    changed = write_dialplan(plan, out)
+    print(f"{out} {'written' if changed else 'already up to date'}; then run `fs_cli -x reloadxml` on FreeSWITCH")
+    return 0
+
+
+def cmd_notice_check(args) -> int:
+    if args.file:
+        files = [Path(args.file)]
+    else:
+        try:
+            plan = _load_lines(argparse.Namespace(file=None, settings=args.settings))
+        except LinesError as exc:
+            print("\n".join(exc.problems), file=sys.stderr)
+            return 1
+        files = sorted({Path(line.announcement) for d in plan.departments for line in d.lines if line.mode != "off"})
+    failed = 0
+    for file in files:
+        try:
+            check_notice(file)
+        except NoticeError as exc:
+            print(f"NOT PLAYABLE {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        fmt = read_wav_format(file)
+        print(f"ok  {file}: mono 16-bit PCM, {fmt.rate} Hz, {fmt.seconds:.1f} s")
+    return 1 if failed else 0
+
+
+def cmd_notice_render(args) -> int:
+    try:
+        used = render_notice(Path(args.text), Path(args.out), use_sox=not args.no_sox)
+    except NoticeError as exc:
+        print(f"yangyang-rec: {exc}", file=sys.stderr)
+        return 1
+    fmt = read_wav_format(Path(args.out))
+    print(f"{args.out}: rendered with espeak-ng + {used}, {fmt.rate} Hz mono 16-bit, {fmt.seconds:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="yangyang-rec",
@@ -109,6 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     lshow.add_argument("file", nargs="?", metavar="FILE", help="lines file (default: the lines_file setting)")
     lshow.add_argument("--department", metavar="ID", help="only this department (its ASCII id, e.g. welfare)")
     lshow.set_defaults(func=cmd_lines_show)
+
+    dialplan = sub.add_parser("dialplan", help="generate the FreeSWITCH dialplan include from the lines file")
+    dialplan.add_argument("--lines", dest="file", metavar="FILE", help="lines file (default: the lines_file setting)")
+    dialplan.add_argument("--out", metavar="FILE", default=str(DIALPLAN_OUT), help=f"output (default: {DIALPLAN_OUT}; - for stdout)")
+    dialplan.add_argument("--check", action="store_true", help="do not write; exit 1 when --out differs from the lines file")
+    dialplan.set_defaults(func=cmd_dialplan)
+
+    notice = sub.add_parser("notice", help="check or render the recording notice callers hear").add_subparsers(
+        dest="action", required=True
+    )
+    ncheck = notice.add_parser("check", help="is the notice a WAV FreeSWITCH plays (mono 16-bit PCM, 8/16 kHz)?")
+    ncheck.add_argument("file", nargs="?", metavar="FILE", help="WAV file (default: every announcement in the lines file)")
+    ncheck.set_defaults(func=cmd_notice_check)
+    nrender = notice.add_parser("render", help="speak the notice text with espeak-ng into a mono 8 kHz WAV")
+    nrender.add_argument("--text", metavar="FILE", default=str(NOTICE_TEXT), help=f"notice text (default: {NOTICE_TEXT})")
+    nrender.add_argument("--out", metavar="FILE", default=str(NOTICE_WAV), help=f"WAV to write (default: {NOTICE_WAV})")
+    nrender.add_argument("--no-sox", action="store_true", help="resample in Python even when sox is installed")
+    nrender.set_defaults(func=cmd_notice_render)
     return p
 
 
