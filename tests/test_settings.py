@@ -180,3 +180,9 @@ def test_config_show_reports_a_bad_setting_and_exits_2(settings_file, capsys):
     path = settings_file("esl_port: 80a\n")
     assert main(["--settings", str(path), "config", "show"]) == 2
     assert "esl_port" in capsys.readouterr().err
+
+
+def test_readme_settings_table_lists_every_setting():
+    readme = (SHIPPED.parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in FIELDS if f"| {name} | YYREC_{name.upper()} |" not in readme]
+    assert missing == []
