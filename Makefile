@@ -23,3 +23,11 @@ lint: venv ## ruff: style and obvious bugs
 
 test: venv lint ## lint, then the whole test suite
 	$(BIN)/pytest -q
+
+.PHONY: notice dialplan
+notice: venv ## render the Korean notice text to freeswitch/sounds/notice-ko.wav (needs espeak-ng)
+	$(BIN)/yangyang-rec notice render
+	$(BIN)/yangyang-rec notice check freeswitch/sounds/notice-ko.wav
+
+dialplan: venv ## regenerate freeswitch/dialplan/yangyang-rec-lines.xml from config/lines.yaml
+	$(BIN)/yangyang-rec dialplan --lines config/lines.yaml
