@@ -14,19 +14,26 @@ from collections.abc import Mapping
 import structlog
 
 SECRET_KEYS = re.compile(r"(password|secret|passwd|token|credential|authorization|access_key)", re.I)
-# Runs of 7+ digits (optionally with a leading +) that are not part of a longer word or UUID.
-PHONE = re.compile(r"(?<![\w-])(\+?\d{3})(\d{0,})(\d{4})(?![\w-])")
+# A phone number: 7+ digits in a row, or Korean-style groups joined by "-", "." or a space
+# (010-1234-5678, 033 670 2101). Not part of a longer word or UUID; dates (2026-12-03) do not match.
+PHONE = re.compile(r"(?<![\w-])\+?(?:\d{2,4}[-. ]\d{3,4}[-. ]\d{4}|\d{7,})(?![\w-])")
 MIN_PHONE_DIGITS = 7
 
 
 def mask_phone(text: str) -> str:
-    """Keep the first 3 and last 4 digits of every phone-number-like run: 0105551234 -> 010***1234."""
+    """Keep the first 3 and last 4 digits of every phone number: 0105551234 -> 010***1234."""
 
     def repl(m: re.Match[str]) -> str:
-        digits = m.group(0).lstrip("+")
-        if len(digits) < MIN_PHONE_DIGITS:
-            return m.group(0)
-        return m.group(1) + "*" * len(m.group(2)) + m.group(3)
+        found = m.group(0)
+        total = sum(ch.isdigit() for ch in found)
+        seen, out = 0, []
+        for ch in found:
+            if ch.isdigit():
+                seen += 1
+                out.append(ch if seen <= 3 or seen > total - 4 else "*")
+            else:
+                out.append(ch)
+        return "".join(out)
 
     return PHONE.sub(repl, text)
 

@@ -46,7 +46,7 @@ class Settings:
     # Files.
     lines_file: Path = Path("config/lines.yaml")
     spool_dir: Path = Path("var/spool")
-    notice_file: Path = Path("var/notice/notice-ko.wav")
+    notice_file: Path = Path("freeswitch/sounds/notice-ko.wav")  # default notice; lines.yaml may name others
     database_url: str = "sqlite:///var/index.sqlite3"
     access_log: Path = Path("var/access.log")
     # S3-compatible storage.
