@@ -196,11 +196,10 @@ def test_dialplan_follows_the_plan(tmp_path):
     ]
     field, expr, actions = found["yyrec-welfare-outbound-full"]
     assert field == "caller_id_number" and matched(expr, exts) == ["0336"]
-    assert "set yyrec_office_direction=outbound" in actions and "set RECORD_STEREO=true" in actions
+    assert actions[:5] == [f"set {name}={value}" for name, value in RECORDING_CHANNEL_VARIABLES.items()]
     assert not any(a.startswith("bind_meta_app") for a in actions)
     field, expr, actions = found["yyrec-welfare-inbound-full"]
     assert field == "destination_number" and matched(expr, exts) == ["0336", "6202"]
-    assert re.fullmatch(expr, "6202").group(1) == "6202" and "set yyrec_line=$1" in actions
     field, expr, actions = found["yyrec-admin-outbound-on_demand"]
     assert matched(expr, exts) == ["6121", "6122"]
     assert f"bind_meta_app 2 a ai event::Event-Name=CUSTOM,Event-Subclass={ON_DEMAND_EVENT_SUBCLASS}" in actions

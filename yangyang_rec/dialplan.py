@@ -31,14 +31,12 @@ RECORDING_CHANNEL_VARIABLES: dict[str, str] = {
     "hangup_after_bridge": "true",
 }
 
-# Variables this dialplan sets for the daemon; they reach it as `variable_<name>` headers on the
-# recorded leg's events (CHANNEL_ANSWER onward). They are hints: the daemon still looks the line up in
-# its own lines.yaml and ignores a value that is not a known extension.
-DAEMON_CHANNEL_VARIABLES: dict[str, str] = {
-    "yyrec_line": "the lines.yaml extension this call was matched on",
-    "yyrec_office_direction": "inbound (someone called the line) or outbound (the line's phone dialled out): "
-    "the office's view, which FreeSWITCH's Call-Direction does not give",
-}
+# Variables this dialplan sets for the daemon itself (they would reach it as `variable_<name>` headers).
+# None today, on purpose: the daemon finds the line and the office's direction from the standard
+# Caller-* headers and its own lines.yaml (yangyang_rec/calls.py), so a second, channel-borne copy
+# of the plan could only disagree with it. Add a name here (and its use in the daemon) before the
+# dialplan sets it; tests/test_freeswitch_kit.py refuses any other variable.
+DAEMON_CHANNEL_VARIABLES: dict[str, str] = {}
 
 # On-demand lines: the staff member presses * then 2 during the call. bind_meta_app swallows both
 # digits (FreeSWITCH fires no DTMF event for them and the citizen hears nothing) and fires one event
@@ -68,8 +66,8 @@ def render_dialplan(plan: Plan) -> str:
         "",
         "  Include it in the dialplan context that bridges calls to the office phones, BEFORE the",
         "  extensions that do the bridge; every extension here only sets variables and continues.",
-        "  Calls from a recorded line are matched first and calls to one last, so a call between two",
-        "  recorded lines is treated as a call to the called line.",
+        "  They prepare the channel; whether and when a call is recorded is decided by the yangyang-rec",
+        "  daemon from lines.yaml (it reads the Caller-* headers of the call's events).",
         f"  On-demand lines: the staff member presses {ON_DEMAND_DTMF_CODE} to start recording.",
         "-->",
         "<include>",
@@ -92,8 +90,7 @@ def _extension(dept_id: str, dept_name: str, direction: str, mode: str, lines: l
     who = "calls to the line" if direction == "inbound" else "calls from the line"
     what = "full recording" if mode == "full" else f"recording on demand ({ON_DEMAND_DTMF_CODE})"
     alternatives = "|".join(re.escape(ln.extension) for ln in lines)
-    actions = ["yyrec_line=$1", f"yyrec_office_direction={direction}"]
-    actions += [f"{name}={value}" for name, value in RECORDING_CHANNEL_VARIABLES.items()]
+    actions = [f"{name}={value}" for name, value in RECORDING_CHANNEL_VARIABLES.items()]
     body = [f'      <action application="set" data={_attr(a)}/>' for a in actions]
     if mode == "on_demand":
         bind = f"{ON_DEMAND_META_DIGIT} {META_LISTEN[direction]} ai {ON_DEMAND_EVENT_APP}"
