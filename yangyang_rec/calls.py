@@ -336,6 +336,7 @@ class CallMachine:
         now: dt.datetime,
         recording_rows: Iterable[Adopted] = (),
         has_row: Callable[[str], bool] = lambda _uuid: False,
+        candidates: set[str] | None = None,
     ) -> list[Decision]:
         """After a (re)connect: `show channels as json` rows against what is open or indexed.
 
@@ -343,13 +344,15 @@ class CallMachine:
         - `recording_rows` (rows an earlier run left in state recording): followed again when
           their channel lives, else finalized;
         - answered A legs on full lines with no row: recorded from now on, state partial.
+        `candidates`: the calls open when `show channels` was sent; a call answered while the
+        reply was on its way is not in the list, yet alive.
         """
         self._shutting_down = False
         rows = [r for r in channels if isinstance(r, dict)]
         live = {str(r.get("uuid", "")) for r in rows}
         decisions: list[Decision] = []
         for conv in list(self.open.values()):
-            if conv.leg_uuid not in live:
+            if conv.leg_uuid not in live and (candidates is None or conv.call_uuid in candidates):
                 decisions.append(
                     self._finalize(conv, now, "", "", note="call ended while the event socket was down")
                 )
