@@ -25,6 +25,7 @@ class RawClient:
         self.sock = gevent.socket.create_connection((host, port), timeout=5)
         self.reader = FrameReader()
         self.frames: list[Frame] = []
+        self.pending: list[Frame] = []  # events that arrived while waiting for a reply
         self.raw = bytearray()
         self.eof = False
 
@@ -60,12 +61,6 @@ class RawClient:
             if frame.content_type in ("command/reply", "api/response"):
                 return frame
             self.pending.append(frame)
-
-    @property
-    def pending(self) -> list[Frame]:
-        if not hasattr(self, "_pending"):
-            self._pending: list[Frame] = []
-        return self._pending
 
     def login(self, password: str = "ClueCon") -> None:
         assert self.next_frame().content_type == "auth/request"
