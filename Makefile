@@ -24,6 +24,10 @@ lint: venv ## ruff: style and obvious bugs
 test: venv lint ## lint, then the whole test suite
 	$(BIN)/pytest -q
 
+.PHONY: demo
+demo: venv ## one office hour end to end: stand-in FreeSWITCH, daemon, local S3, audit
+	$(BIN)/yangyang-rec demo
+
 .PHONY: notice dialplan
 notice: venv ## render the Korean notice text to freeswitch/sounds/notice-ko.wav (needs espeak-ng)
 	$(BIN)/yangyang-rec notice render
@@ -31,3 +35,7 @@ notice: venv ## render the Korean notice text to freeswitch/sounds/notice-ko.wav
 
 dialplan: venv ## regenerate freeswitch/dialplan/yangyang-rec-lines.xml from config/lines.yaml
 	$(BIN)/yangyang-rec dialplan --lines config/lines.yaml
+
+.PHONY: run
+run: venv ## the recorder daemon against the FreeSWITCH and bucket in the settings (Ctrl-C stops it)
+	$(BIN)/yangyang-rec run

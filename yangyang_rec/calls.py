@@ -114,6 +114,10 @@ class CallFacts:
 class CreateRow:
     facts: CallFacts
 
+    @property
+    def call_uuid(self) -> str:
+        return self.facts.call_uuid
+
 
 @dataclass(frozen=True)
 class StartRecording:

@@ -150,6 +150,49 @@ def cmd_notice_render(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    # gevent must patch the standard library before anything the daemon uses opens a socket or thread.
+    from gevent import monkey
+
+    monkey.patch_all()
+    from yangyang_rec.recorder import run_daemon
+
+    return run_daemon(_settings(args).settings)
+
+
+def cmd_calls(args) -> int:
+    from yangyang_rec.call_list import SinceError, as_json, parse_since, recent_calls, table
+    from yangyang_rec.index import open_index
+
+    settings = _settings(args).settings
+    try:
+        since = parse_since(args.since)
+    except SinceError as exc:
+        print(f"yangyang-rec: {exc}", file=sys.stderr)
+        return 2
+    open_index(settings.database_url)
+    rows = recent_calls(since, args.line, args.limit)
+    if args.json:
+        for row in rows:
+            print(json.dumps(as_json(row), ensure_ascii=False))
+        return 0
+    if not rows:
+        print(f"no calls in the index since {args.since}" + (f" on line {args.line}" if args.line else ""))
+        return 0
+    print("\n".join(table(rows)))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from gevent import monkey
+
+    monkey.patch_all()
+    from yangyang_rec.demo import DemoOptions, run_demo
+
+    return run_demo(DemoOptions(lines_file=Path(args.lines), workdir=Path(args.workdir), calls=args.calls,
+                                time_scale=args.time_scale, seed=args.seed))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="yangyang-rec",
@@ -193,6 +236,22 @@ def build_parser() -> argparse.ArgumentParser:
     nrender.add_argument("--out", metavar="FILE", default=str(NOTICE_WAV), help=f"WAV to write (default: {NOTICE_WAV})")
     nrender.add_argument("--no-sox", action="store_true", help="resample in Python even when sox is installed")
     nrender.set_defaults(func=cmd_notice_render)
+    run = sub.add_parser("run", help="the recorder daemon: record calls on full lines until stopped (SIGTERM)")
+    run.set_defaults(func=cmd_run)
+
+    calls = sub.add_parser("calls", help="recent calls from the index: time (KST), line, caller (masked), states")
+    calls.add_argument("--since", default="24h", help="30m, 2h, 7d, or a KST date/time like 2026-12-03 (default 24h)")
+    calls.add_argument("--line", metavar="EXT", help="only calls on (or transferred through) this extension")
+    calls.add_argument("--limit", type=int, default=200, help="at most this many calls, newest first (default 200)")
+    calls.add_argument("--json", action="store_true", help="one JSON object per call, for scripts")
+    calls.set_defaults(func=cmd_calls)
+    demo = sub.add_parser("demo", help="one office hour end to end on a local S3 server and the FreeSWITCH stand-in")
+    demo.add_argument("--lines", default="config/lines.yaml", help="lines file (default: config/lines.yaml)")
+    demo.add_argument("--workdir", default="var/demo", help="work files, emptied first (default: var/demo)")
+    demo.add_argument("--calls", type=int, default=400, help="calls in the office hour (default: 400)")
+    demo.add_argument("--time-scale", type=float, default=60.0, help="how much faster than real time (default: 60)")
+    demo.add_argument("--seed", type=int, default=7, help="traffic seed, same seed same calls (default: 7)")
+    demo.set_defaults(func=cmd_demo)
     return p
 
 
