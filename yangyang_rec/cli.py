@@ -193,6 +193,95 @@ def cmd_demo(args) -> int:
                                 time_scale=args.time_scale, seed=args.seed))
 
 
+def _storage(args):
+    """Settings, open index and S3 client for the storage commands."""
+    from yangyang_rec.bucket import make_client
+    from yangyang_rec.index import open_index
+
+    settings = _settings(args).settings
+    open_index(settings.database_url)
+    return settings, make_client(settings)
+
+
+def cmd_ship(args) -> int:
+    from yangyang_rec.shipper import Shipper
+
+    settings, client = _storage(args)
+    result = Shipper(settings, client).drain_once()
+    if args.json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False, default=str))
+    else:
+        mb = result.uploaded_bytes / 1e6
+        print(f"uploaded {result.uploaded} ({mb:.1f} MB in {result.seconds:.1f} s), adopted {result.adopted}, "
+              f"failed {result.failed}; still waiting: {result.backlog} ({result.backlog_bytes / 1e6:.1f} MB)")
+        for error in result.errors[:20]:
+            print(f"  failed: {error}")
+    if result.outage:
+        print(f"yangyang-rec: the bucket cannot be reached: {result.outage_error}\n"
+              "  recordings stay queued in the index and the spool; run `yangyang-rec ship` again when it is back",
+              file=sys.stderr)
+        return 1
+    return 1 if result.failed else 0
+
+
+def cmd_lifecycle(args) -> int:
+    from yangyang_rec.bucket import apply_bucket_setup, inspect_bucket, make_client
+
+    settings = _settings(args).settings
+    client = make_client(settings)
+    report = apply_bucket_setup(client, settings) if args.apply else inspect_bucket(client, settings)
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        print("\n".join(report.lines()))
+        if not report.ok and not args.apply and not report.error:
+            print("run `yangyang-rec lifecycle --apply` (or `make lifecycle APPLY=1`) to set it up")
+    return 0 if report.ok else 1
+
+
+def cmd_audit(args) -> int:
+    from yangyang_rec.audit import audit
+
+    settings, client = _storage(args)
+    report = audit(settings, client, deep=args.deep)
+    print("\n".join(report.lines()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2, default=str) + "\n",
+                                   encoding="utf-8")
+    return 0 if report.clean else 1
+
+
+def _write_register(path: str) -> None:
+    from yangyang_rec.purge import export_register
+
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        count = export_register(out)
+    print(f"destruction register: {count} entries written to {path}")
+
+
+def cmd_purge(args) -> int:
+    from yangyang_rec.purge import PurgeError, purge
+
+    settings, client = _storage(args)
+    try:
+        result = purge(settings, client, dry_run=args.dry_run)
+    except PurgeError as exc:
+        print(f"yangyang-rec: purge stopped, nothing half-done was recorded: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(result.lines()))
+    if args.register_csv:
+        _write_register(args.register_csv)
+    return 0 if result.clean else 1
+
+
+def cmd_register_export(args) -> int:
+    from yangyang_rec.index import open_index
+
+    open_index(_settings(args).settings.database_url)
+    _write_register(args.csv)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="yangyang-rec",
@@ -252,6 +341,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--time-scale", type=float, default=60.0, help="how much faster than real time (default: 60)")
     demo.add_argument("--seed", type=int, default=7, help="traffic seed, same seed same calls (default: 7)")
     demo.set_defaults(func=cmd_demo)
+
+    ship = sub.add_parser("ship", help="upload every waiting recording to the bucket once, print the counts")
+    ship.add_argument("--json", action="store_true", help="print the counts as JSON")
+    ship.set_defaults(func=cmd_ship)
+    lifecycle = sub.add_parser("lifecycle", help="show the bucket setup (one-year rule, encryption, public block, lock)")
+    lifecycle.add_argument("--apply", action="store_true", help="create the bucket if needed and set what is missing")
+    lifecycle.add_argument("--json", action="store_true", help="print as JSON")
+    lifecycle.set_defaults(func=cmd_lifecycle)
+    audit = sub.add_parser("audit", help="retention audit: index, bucket and spool agree, nothing kept past its year")
+    audit.add_argument("--json", metavar="FILE", help="also write the findings to FILE as JSON")
+    audit.add_argument("--deep", action="store_true", help="also compare each object's SHA-256 (one HEAD per object)")
+    audit.set_defaults(func=cmd_audit)
+    purge = sub.add_parser("purge", help="destroy recordings past their year; write the destruction register")
+    purge.add_argument("--dry-run", action="store_true", help="list what is due without changing anything")
+    purge.add_argument("--register-csv", metavar="FILE", help="then export the destruction register as CSV")
+    purge.set_defaults(func=cmd_purge)
+    register = sub.add_parser("register", help="the destruction register").add_subparsers(dest="action", required=True)
+    rexport = register.add_parser("export", help="write the destruction register as CSV (no personal data)")
+    rexport.add_argument("--csv", metavar="FILE", default="destruction-register.csv",
+                         help="CSV file (default: destruction-register.csv)")
+    rexport.set_defaults(func=cmd_register_export)
     return p
 
 
