@@ -39,3 +39,13 @@ dialplan: venv ## regenerate freeswitch/dialplan/yangyang-rec-lines.xml from con
 .PHONY: run
 run: venv ## the recorder daemon against the FreeSWITCH and bucket in the settings (Ctrl-C stops it)
 	$(BIN)/yangyang-rec run
+
+.PHONY: audit purge lifecycle
+audit: venv ## retention audit: index, bucket, spool agree; nothing past its year (JSON: make audit JSON=FILE)
+	$(BIN)/yangyang-rec audit $(if $(JSON),--json $(JSON))
+
+purge: venv ## destroy recordings past their year (DRY_RUN=1 only lists); CSV=FILE exports the register
+	$(BIN)/yangyang-rec purge $(if $(DRY_RUN),--dry-run) $(if $(CSV),--register-csv $(CSV))
+
+lifecycle: venv ## show the bucket setup; APPLY=1 creates the bucket / sets what is missing
+	$(BIN)/yangyang-rec lifecycle $(if $(APPLY),--apply)
