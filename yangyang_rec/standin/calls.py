@@ -113,6 +113,7 @@ class Channel:
         self.snapshot: list[tuple[str, str]] = []
         self.state: dict[str, str] = {}
         self.recordings: list[Recording] = []
+        self.bug_stops_due = 0
         self.created_us = 0
         self.gone = False
 
@@ -156,8 +157,9 @@ class CallRun:
     def __init__(self, fs, call: PlacedCall, scenario: str, idents: dict[str, str]):
         self.fs = fs
         self.call = call
-        self.scenario = scenario
-        self.script = load_templates()["scripts"][scenario]
+        self.script: list[dict] = []
+        self.record_stop_legs: set[str] = set()
+        self.use_script(scenario)
         self.idents = idents
         self.times: list[int] = []
         self.channels: dict[str, Channel] = {}
@@ -165,6 +167,13 @@ class CallRun:
         self.pending: tuple | None = None
         self.greenlet: gevent.Greenlet | None = None
         self.finished = False
+
+    def use_script(self, scenario: str) -> None:
+        self.scenario = scenario
+        self.call.scenario = scenario
+        self.script = load_templates()["scripts"][scenario]
+        self.record_stop_legs = {s["record_stop"] for s in self.script if "record_stop" in s}
+        self.bug_stop_legs = {s["bug_stop"] for s in self.script if "bug_stop" in s}
 
     # ---- rendering -------------------------------------------------------------------------------
     def _resolve(self, spec, now_us: int, seq: int, index: int):
@@ -282,8 +291,7 @@ class CallRun:
         script = load_templates()["scripts"][target]
         for i, s in enumerate(script):
             if s["wait"] == label:
-                self.scenario, self.script = target, script
-                self.call.scenario = target
+                self.use_script(target)
                 return i
         return index
 
@@ -311,7 +319,7 @@ class CallRun:
         elif name == "CHANNEL_STATE" and channel is not None:
             channel.state["Channel-State"] = event.get("Channel-State")
             channel.state["Channel-Call-State"] = event.get("Channel-Call-State")
-            if event.get("Channel-State") == "CS_HANGUP":
+            if event.get("Channel-State") == "CS_HANGUP" and leg not in self.record_stop_legs:
                 for rec in list(channel.recordings):
                     fs.stop_recording(rec, "success-silence")
         elif name == "CHANNEL_HANGUP" and channel is not None and self.scenario == "transfer_bleg" and leg == "A":
@@ -319,7 +327,18 @@ class CallRun:
                 channel.getvar("recording_follow_transfer") == "true"
             if follow and "B" in self.channels:
                 fs.move_recordings(channel, self.channels["B"])
-        elif name == "CHANNEL_DESTROY" and channel is not None:
+        if "record_stop" in step and step["record_stop"] in self.channels:
+            stopping = self.channels[step["record_stop"]]
+            for rec in list(stopping.recordings):
+                later = step["record_stop"] in self.bug_stop_legs and step.get("bug_stop") != step["record_stop"]
+                fs.stop_recording(rec, "success-silence", bug_stop=not later)
+                stopping.bug_stops_due += later
+        if "bug_stop" in step and step["bug_stop"] in self.channels:
+            stopping = self.channels[step["bug_stop"]]
+            for _ in range(stopping.bug_stops_due):
+                fs.emit(fs.on_demand("MEDIA_BUG_STOP", stopping, {}))
+            stopping.bug_stops_due = 0
+        if name == "CHANNEL_DESTROY" and channel is not None:
             channel.gone = True
             fs.channels.pop(channel.uuid, None)
 

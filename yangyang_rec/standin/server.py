@@ -351,7 +351,10 @@ class FreeSwitchStandIn:
                 continue
             headers.append((name, resolve(spec)))
         if tpl["channel"] and channel is not None:
-            headers += apply_vars(channel.snapshot, channel.vars)
+            if tpl["vars"]:
+                headers += apply_vars(channel.snapshot, channel.vars)
+            else:
+                headers += [(k, v) for k, v in channel.snapshot if not k.startswith("variable_")]
         headers += [(name, resolve(spec)) for name, spec in tpl["post"]]
         name = key.split(":")[0]
         return OutEvent(name, headers, body if body or not tpl.get("body") else tpl["body"])
@@ -494,7 +497,7 @@ class FreeSwitchStandIn:
         self.emit(self.on_demand("RECORD_START", channel, {"path": path}))
         self.emit(self.on_demand("MEDIA_BUG_START", channel, {}))
 
-    def stop_recording(self, rec: Recording, cause: str, emit: bool = True) -> None:
+    def stop_recording(self, rec: Recording, cause: str, emit: bool = True, bug_stop: bool = True) -> None:
         channel = rec.channel
         if rec not in channel.recordings:
             return
@@ -517,7 +520,8 @@ class FreeSwitchStandIn:
         channel.vars.update(extra)
         if emit:
             self.emit(self.on_demand("RECORD_STOP", channel, {"path": rec.path, "cause": cause}))
-            self.emit(self.on_demand("MEDIA_BUG_STOP", channel, {}))
+            if bug_stop:
+                self.emit(self.on_demand("MEDIA_BUG_STOP", channel, {}))
 
     def move_recordings(self, src: Channel, dst: Channel) -> None:
         """recording_follow_transfer: the media bug moves to the other leg, no RECORD_* events."""

@@ -70,6 +70,8 @@ ON_DEMAND_VALUES = {
     "Application-Response": "app_response", "Application-UUID": "app_uuid", "Hangup-Cause": "cause",
     "Bridge-A-Unique-ID": "bridge_a", "Bridge-B-Unique-ID": "bridge_b",
 }
+CHANNEL_PREFIXES = ("Channel-", "Caller-", "Other-", "Unique-ID", "Call-Direction", "Presence-", "Answer-State",
+                    "Hangup-Cause")
 STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\Z")
 
 
@@ -170,8 +172,18 @@ def _is_playback(event) -> bool:
 
 def build_script(events, legs: list[str], names: dict[str, str], core: str):
     """The call's own events, tokenized, with the waits between them labelled."""
-    keep = [e for e in events if e.get("Unique-ID") in legs and e.name not in CLIENT_EVENTS and not (
-        e.name.startswith("CHANNEL_EXECUTE") and e.get("Application") == "playback")]
+    keep, record_stops, bug_due = [], {}, False
+    for e in events:
+        if e.get("Unique-ID") not in legs:
+            continue
+        if e.name in ("RECORD_STOP", "MEDIA_BUG_STOP") and keep and (e.name == "RECORD_STOP" or bug_due):
+            # where the switch closed the recording, relative to the call's own events
+            marks = record_stops.setdefault(len(keep) - 1, {})
+            marks["record_stop" if e.name == "RECORD_STOP" else "bug_stop"] = "ABC"[legs.index(e.get("Unique-ID"))]
+            bug_due = e.name == "RECORD_STOP"
+        if e.name in CLIENT_EVENTS or (e.name.startswith("CHANNEL_EXECUTE") and e.get("Application") == "playback"):
+            continue
+        keep.append(e)
     idmap = {legs[0]: "A"}
     if len(legs) > 1:
         idmap[legs[1]] = "B"
@@ -212,8 +224,9 @@ def build_script(events, legs: list[str], names: dict[str, str], core: str):
             hung = True
         prev = times[i]
         leg = idmap[e.get("Unique-ID")]
-        steps.append({"leg": leg, "name": e.name, "wait": wait, "gap": round(gap, 3),
-                      "headers": headers, "body": e.body})
+        step = {"leg": leg, "name": e.name, "wait": wait, "gap": round(gap, 3), "headers": headers, "body": e.body}
+        step.update(record_stops.get(i, {}))
+        steps.append(step)
     return steps
 
 
@@ -239,7 +252,8 @@ def build_on_demand(events, legs: list[str], names: dict[str, str], core: str):
         if has_channel:
             start = names_only.index("Channel-State")
             var_idx = [i for i, k in enumerate(names_only) if k.startswith("variable_")]
-            end = (var_idx[-1] + 1) if var_idx else start
+            chan = [i for i, k in enumerate(names_only) if k.startswith(CHANNEL_PREFIXES)]
+            end = (var_idx[-1] + 1) if var_idx else (chan[-1] + 1)
             middle, tail = items[STD_HEADERS:start], items[end:]
         else:
             middle, tail = items[STD_HEADERS:], []
@@ -249,7 +263,8 @@ def build_on_demand(events, legs: list[str], names: dict[str, str], core: str):
         for name, value in tail:
             post.append([name, ["V", ON_DEMAND_VALUES[name]] if name in ON_DEMAND_VALUES else
                          _sub_parts(value, {**ident, **idmap})])
-        out[key] = {"pre": pre, "post": post, "channel": has_channel, "body": e.body}
+        with_vars = has_channel and any(k.startswith("variable_") for k in names_only)
+        out[key] = {"pre": pre, "post": post, "channel": has_channel, "vars": with_vars, "body": e.body}
     return out
 
 
