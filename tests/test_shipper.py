@@ -4,6 +4,7 @@ import base64
 import dataclasses
 import datetime as dt
 import random
+import subprocess
 import time
 from pathlib import Path
 
@@ -126,6 +127,21 @@ def test_restart_mid_upload_uploads_when_nothing_landed(ready):
     assert result.uploaded == 1
     assert Call.get_by_id(stale.id).upload_state == "uploaded"
     assert Call.get_by_id(fresh.id).upload_state == "uploading"
+
+
+def test_lease_of_a_killed_process_on_this_host_is_freed_at_once(ready):
+    settings, client = ready
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    row = make_call(settings)
+    shipper = Shipper(settings, client)
+    Call.update(upload_state="uploading", upload_claimed_by=f"{shipper.host}:{dead.pid}:abcd",
+                upload_claimed_at=utcnow()).where(Call.id == row.id).execute()
+    other_host = make_call(settings, upload_state="uploading", upload_claimed_by=f"fs2@elsewhere:{dead.pid}:abcd",
+                           upload_claimed_at=utcnow())
+    assert shipper.drain_once().uploaded == 1
+    assert Call.get_by_id(row.id).upload_state == "uploaded"
+    assert Call.get_by_id(other_host.id).upload_state == "uploading"  # its lease must expire first
 
 
 def test_two_shippers_on_one_index_never_upload_the_same_row(ready):

@@ -25,6 +25,7 @@ import os
 import random
 import secrets
 import shutil
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,16 @@ def spool_bytes(spool_dir: Path) -> int:
     return total
 
 
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _root_cause(exc: BaseException) -> BaseException:
     """s3transfer wraps boto errors (S3UploadFailedError); find the boto error underneath."""
     seen = exc
@@ -175,7 +186,8 @@ class Shipper:
         self.lease = lease
         self.report_every = report_every
         self.poll_every = poll_every
-        self.worker_id = worker_id or f"{settings.node}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.host = f"{settings.node}@{socket.gethostname()}"
+        self.worker_id = worker_id or f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
         self.rng = rng or random.Random()
         self.pool = ThreadPool(settings.upload_concurrency + 1)
         threshold = settings.multipart_threshold_mb * MB
@@ -234,6 +246,27 @@ class Shipper:
                         continue
                     return row
             # Every candidate was taken by another shipper between SELECT and UPDATE: look again.
+
+    def release_dead_leases(self) -> int:
+        """Free leases held by a process on this host that no longer exists (killed mid-upload).
+
+        Without this a restarted daemon would wait for the lease to expire. Leases of other
+        hosts, or of a pid that still exists, are left to expire.
+        """
+        released = 0
+        mine = (Call.upload_state == "uploading") & Call.upload_claimed_by.startswith(self.host + ":")
+        for row_id, holder in Call.select(Call.id, Call.upload_claimed_by).where(mine).tuples():
+            pid = holder[len(self.host) + 1 :].split(":")[0]
+            if not pid.isdigit() or int(pid) == os.getpid() or _process_exists(int(pid)):
+                continue
+            released += (
+                Call.update(upload_state="pending", upload_claimed_by="", upload_claimed_at=None)
+                .where((Call.id == row_id) & (Call.upload_claimed_by == holder))
+                .execute()
+            )
+        if released:
+            log.warning("upload.leases_released", count=released, reason="their process is gone")
+        return released
 
     def backlog(self) -> tuple[int, int, dt.datetime | None]:
         """(rows waiting, their bytes, oldest answered_at) among finished recordings not yet uploaded."""
@@ -418,6 +451,7 @@ class Shipper:
         """Ship everything claimable now with upload_concurrency workers; stop at an outage."""
         result = DrainResult()
         started = time.monotonic()
+        self.release_dead_leases()
 
         def worker() -> None:
             while not result.outage and not (stop_event and stop_event.is_set()):
