@@ -150,6 +150,8 @@ class BucketReport:
         out += [f"  changed: {a}" for a in self.actions]
         if self.error:
             out.append(f"  ERROR  {self.error}")
+        elif not self.exists:
+            out.append(f"  MISSING {self.problems[0]}")
         for f in self.features:
             mark = "ok     " if f.ok else ("MISSING" if not f.supported else "WRONG  ")
             out.append(f"  {mark} {f.name:<20} {f.detail}")

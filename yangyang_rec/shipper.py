@@ -203,8 +203,22 @@ class Shipper:
     # -- helpers ---------------------------------------------------------------
 
     def _in_thread(self, func, *args, **kwargs):
-        """Run blocking work (hashing, boto3) off the event loop; this greenlet waits, others run."""
-        return self.pool.spawn(func, *args, **kwargs).get()
+        """Run blocking work (hashing, boto3) off the event loop; this greenlet waits, others run.
+
+        Errors come back as values and are raised here: the thread pool would otherwise print
+        each one as a traceback on stderr.
+        """
+
+        def call():
+            try:
+                return True, func(*args, **kwargs)
+            except Exception as exc:
+                return False, exc
+
+        ok, value = self.pool.spawn(call).get()
+        if not ok:
+            raise value
+        return value
 
     def wake(self) -> None:
         """Called by the recorder when a row becomes final: ship now instead of at the next poll."""
