@@ -97,7 +97,8 @@ class Recorder:
         self.reload_requested = gevent.event.Event()
         self.counts: Counter[str] = Counter()
         self._workers: dict[str, tuple[gevent.queue.Queue, gevent.Greenlet]] = {}
-        self._skip: set[str] = set()  # calls whose row could not be created: send nothing for them
+        self._skip: set[str] = set()  # calls indexed by an earlier run: send and write nothing for them
+        self._not_recording: set[str] = set()  # uuid_record refused: no notice either
         self._first_connect = True
         self.esl = EslSupervisor(
             settings.esl_host,
@@ -218,6 +219,7 @@ class Recorder:
             if entry and entry[0] is queue:
                 del self._workers[call_uuid]
             self._skip.discard(call_uuid)
+            self._not_recording.discard(call_uuid)
 
     # -- the steps of one call (on its own greenlet)
 
@@ -229,7 +231,8 @@ class Recorder:
         elif isinstance(d, StartRecording):
             self._start_recording(d)
         elif isinstance(d, PlayNotice):
-            self._play_notice(d)
+            if d.call_uuid not in self._not_recording:
+                self._play_notice(d)
         elif isinstance(d, NoteTransfer):
             Call.update(leg_uuid=d.leg_uuid, lines_passed=",".join(d.lines_passed)).where(
                 Call.call_uuid == d.call_uuid
@@ -283,7 +286,7 @@ class Recorder:
 
     def _start_recording(self, d: StartRecording) -> None:
         if not inside(self.spool, d.path) or os.path.lexists(d.path):
-            self._skip.add(d.call_uuid)
+            self._not_recording.add(d.call_uuid)
             self.machine.recording_failed(d.call_uuid)
             self._fail(d.call_uuid, "recording path exists already or leaves the spool", "record_refused")
             return
@@ -299,7 +302,7 @@ class Recorder:
         else:
             reason = f"uuid_record: {reply.text.strip()[:200]}"
         if reply is None or not reply.ok:
-            self._skip.add(d.call_uuid)
+            self._not_recording.add(d.call_uuid)
             self.machine.recording_failed(d.call_uuid)
             self._fail(d.call_uuid, reason, "record_error")
             return
