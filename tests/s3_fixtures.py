@@ -8,9 +8,12 @@ moto keeps its data per process, so buckets survive a restart like a real store'
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -108,3 +111,61 @@ def settings_for(endpoint: str, tmp_path, **overrides) -> Settings:
 @pytest.fixture
 def s3_settings(s3_endpoint, tmp_path) -> Settings:
     return settings_for(s3_endpoint, tmp_path)
+
+
+class _LimitedStoreHandler(http.server.BaseHTTPRequestHandler):
+    """Forwards to moto, but answers like a store without some features (older Ceph RGW, MinIO)."""
+
+    protocol_version = "HTTP/1.1"
+    upstream: tuple[str, int]
+    refuse: dict[str, tuple[int, str]]  # query sub-resource -> (status, S3 error code)
+
+    def _handle(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        query = self.path.partition("?")[2]
+        for resource, (status, code) in self.refuse.items():
+            if resource in query.split("&"):
+                xml = f"<Error><Code>{code}</Code><Message>not supported here</Message></Error>".encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(xml)))
+                self.end_headers()
+                self.wfile.write(xml)
+                return
+        conn = http.client.HTTPConnection(*self.upstream, timeout=30)
+        conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+        resp = conn.getresponse()
+        data = resp.read()
+        self.send_response(resp.status)
+        for name, value in resp.getheaders():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        conn.close()
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def limited_store(s3_endpoint):
+    """Factory: an endpoint in front of the session's moto that refuses the given sub-resources."""
+    servers = []
+
+    def start(refuse: dict[str, tuple[int, str]]) -> str:
+        host, port = s3_endpoint.removeprefix("http://").split(":")
+        handler = type("Handler", (_LimitedStoreHandler,), {"upstream": (host, int(port)), "refuse": refuse})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -99,3 +99,20 @@ def test_unreachable_store_is_a_message_not_a_traceback(tmp_path):
     settings = settings_for(f"http://127.0.0.1:{free_port()}", tmp_path)
     report = apply_bucket_setup(make_client(settings, max_attempts=1, connect_timeout=1), settings)
     assert not report.ok and "cannot reach the store" in report.error
+
+
+def test_store_without_features_gets_clear_messages(limited_store, tmp_path):
+    from tests.s3_fixtures import settings_for
+
+    endpoint = limited_store({"publicAccessBlock": (501, "NotImplemented"), "object-lock": (400, "MalformedXML")})
+    settings = settings_for(endpoint, tmp_path, s3_object_lock=True)
+    client = make_client(settings)
+    report = apply_bucket_setup(client, settings)
+    assert not report.ok and report.error == ""
+    assert report.missing_features == ["public access block", "object lock"]
+    text = "\n".join(report.lines())
+    assert "this store does not implement public access block (NotImplemented)" in text
+    assert "does not implement object lock (MalformedXML)" in text
+    assert "purge" in text  # says who covers for the missing feature
+    again = apply_bucket_setup(client, settings)
+    assert again.missing_features == ["public access block", "object lock"] and again.actions == []

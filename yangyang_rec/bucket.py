@@ -188,7 +188,7 @@ def _get(call, **kwargs):
 
 
 def _unsupported(name: str, exc: BaseException) -> Feature:
-    return Feature(name, False, f"this store does not implement it ({error_code(exc)})", supported=False)
+    return Feature(name, False, f"this store does not implement {name} ({error_code(exc)})", supported=False)
 
 
 def _covers_recordings(rule: dict) -> bool:
