@@ -11,6 +11,7 @@ import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import gevent
@@ -18,7 +19,7 @@ import gevent.event
 import structlog
 
 from yangyang_rec.standin import wav
-from yangyang_rec.standin.events import OutEvent
+from yangyang_rec.standin.events import CompiledStep, OutEvent, StepEvent
 from yangyang_rec.standin.templates import load_templates
 
 log = structlog.get_logger(__name__)
@@ -49,12 +50,22 @@ class Clock:
         return max(0.0, virtual_seconds / self.scale)
 
 
+@lru_cache(maxsize=64)
+def _stamp_local(second: int) -> str:
+    return datetime.fromtimestamp(second).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@lru_cache(maxsize=64)
+def _stamp_gmt(second: int) -> str:
+    return datetime.fromtimestamp(second, tz=UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
 def stamp_local(us: int) -> str:
-    return datetime.fromtimestamp(us / 1e6).strftime("%Y-%m-%d %H:%M:%S")
+    return _stamp_local(us // 1_000_000)
 
 
 def stamp_gmt(us: int) -> str:
-    return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    return _stamp_gmt(us // 1_000_000)
 
 
 @dataclass
@@ -110,12 +121,25 @@ class Channel:
         self.leg = leg
         self.run = run
         self.vars: dict[str, str] = {}
-        self.snapshot: list[tuple[str, str]] = []
+        self.last: OutEvent | None = None
         self.state: dict[str, str] = {}
         self.recordings: list[Recording] = []
         self.bug_stops_due = 0
         self.created_us = 0
         self.gone = False
+
+    @property
+    def snapshot(self) -> list[tuple[str, str]]:
+        """The channel part (Channel-State .. last variable) of the latest event that had variables,
+        without the client-set variables (those are applied when an event is made)."""
+        event = self.last
+        if event is None:
+            return []
+        step = event.step
+        headers = event.headers
+        end = step.var_end + sum(1 for k in event.extra if k not in step.var_index)
+        return [(k, v) for k, v in headers[step.channel_start:end]
+                if not k.startswith("variable_") or k[9:] not in self.vars]
 
     def header(self, name: str, default: str = "") -> str:
         for k, v in self.snapshot:
@@ -167,6 +191,7 @@ class CallRun:
         self.pending: tuple | None = None
         self.greenlet: gevent.Greenlet | None = None
         self.finished = False
+        self.sub_cache: dict[str, str] = {}
 
     def use_script(self, scenario: str) -> None:
         self.scenario = scenario
@@ -212,15 +237,26 @@ class CallRun:
             self.times.extend([now_us] * (index + 1 - len(self.times)))
         self.times[index] = now_us
         seq = self.fs.next_seq()
-        headers = [(name, self._resolve(spec, now_us, seq, index)) for name, spec in step["headers"]]
-        if any(not isinstance(v, str) for _, v in headers):
-            headers = _durations(headers)
+        compiled = compiled_step(step)
+        cache = self.sub_cache
+        values = {}
+        for i, spec, key in compiled.dyn:
+            kind = spec[0]
+            if kind == "sub":
+                value = cache.get(key)
+                if value is None:
+                    value = cache[key] = self._resolve(spec, now_us, seq, index)
+                values[i] = value
+            elif kind != "DUR":
+                values[i] = self._resolve(spec, now_us, seq, index)
+        if compiled.has_dur:
+            _durations(compiled, values)
         channel = self.channels.get(step["leg"])
-        if channel is not None:
-            if channel.vars:
-                headers = apply_vars(headers, channel.vars)
-            _remember(channel, headers)
-        return OutEvent(step["name"], headers, step.get("body", ""))
+        extra = dict(channel.vars) if channel is not None and channel.vars else {}
+        event = StepEvent(compiled, values, extra)
+        if channel is not None and compiled.has_vars and compiled.channel_start >= 0:
+            channel.last = event
+        return event
 
     # ---- the run --------------------------------------------------------------------------------------
     def wait_for(self, label: str, gap: float, used: float = 0.0) -> None:
@@ -368,40 +404,29 @@ class CallRun:
         self.call.done.set()
 
 
-def _remember(channel: Channel, headers: list[tuple[str, str]]) -> None:
-    """Keep the channel part (Channel-State .. last variable) of events that carry variables."""
-    names = [k for k, _ in headers]
-    try:
-        start = names.index("Channel-State")
-    except ValueError:
-        return
-    last = -1
-    for i in range(len(names) - 1, start, -1):
-        if names[i].startswith("variable_"):
-            last = i
-            break
-    if last < 0:
-        return
-    channel.snapshot = [(k, v) for k, v in headers[start:last + 1] if not k.startswith("variable_")
-                        or k[9:] not in channel.vars]
+_COMPILED: dict[int, CompiledStep] = {}
 
 
-def _durations(headers: list) -> list[tuple[str, str]]:
+def compiled_step(step: dict) -> CompiledStep:
+    compiled = _COMPILED.get(id(step))
+    if compiled is None:
+        compiled = _COMPILED[id(step)] = CompiledStep(step)
+    return compiled
+
+
+def _durations(step: CompiledStep, values: dict[int, str]) -> None:
     """billsec & co, from the same event's epochs (as switch_channel does at hangup)."""
-    values = {k: v for k, v in headers if isinstance(v, str)}
+    by_name = {step.names[i]: v for i, v in values.items()}
 
     def at(what: str) -> int:
-        return int(values.get(f"variable_{what}_uepoch", "0") or 0)
+        return int(by_name.get(f"variable_{what}_uepoch", "0") or 0)
 
-    out = []
-    for k, v in headers:
-        if not isinstance(v, str):
-            _, unit, end, start = v
-            e, s = at(end), at(start)
-            delta = max(0, e - s) if e and s else 0
-            v = str(delta if unit == "us" else delta // 1000 if unit == "ms" else delta // 1_000_000)
-        out.append((k, v))
-    return out
+    for i, spec, _ in step.dyn:
+        if spec[0] == "DUR":
+            _, unit, end, start = spec
+            e, b = at(end), at(start)
+            delta = max(0, e - b) if e and b else 0
+            values[i] = str(delta if unit == "us" else delta // 1000 if unit == "ms" else delta // 1_000_000)
 
 
 def record_vars(seconds: float, frames: int, channels: int, cause: str) -> dict[str, str]:

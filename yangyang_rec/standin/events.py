@@ -50,15 +50,19 @@ def _json_pair(name: str, value: str) -> str:
 class OutEvent:
     """One event as sent: headers in FreeSWITCH's order (decoded values) and an optional body."""
 
-    __slots__ = ("name", "headers", "body", "_plain", "_json", "_map")
+    __slots__ = ("name", "_headers", "body", "_plain", "_json", "_map")
 
     def __init__(self, name: str, headers: list[tuple[str, str]], body: str = ""):
         self.name = name
-        self.headers = headers
+        self._headers = headers
         self.body = body
         self._plain: bytes | None = None
         self._json: bytes | None = None
         self._map: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        return self._headers
 
     def get(self, name: str, default: str = "") -> str:
         if self._map is None:
@@ -89,6 +93,165 @@ class OutEvent:
 
     def render(self, fmt: str) -> bytes:
         return self.json() if fmt == "json" else self.plain()
+
+
+class CompiledStep:
+    """A script step with its constant headers encoded once: per event only the tokens are rendered."""
+
+    __slots__ = ("name", "names", "dyn", "plain_parts", "json_parts", "var_end", "var_index", "has_vars",
+                 "channel_start", "has_dur", "body", "index", "plain_merged", "json_merged")
+
+    def __init__(self, step: dict):
+        self.name = step["name"]
+        self.body = step.get("body", "")
+        self.names = [h[0] for h in step["headers"]]
+        self.dyn = [(i, h[1], "\x00".join(map(str, h[1]))) for i, h in enumerate(step["headers"])
+                    if not isinstance(h[1], str)]
+        self.index = {}
+        for i, name in enumerate(self.names):
+            self.index.setdefault(name, i)
+        self.plain_parts = [_plain_line(k, v) if isinstance(v, str) else "" for k, v in step["headers"]]
+        self.json_parts = [_json_pair(k, v) if isinstance(v, str) else "" for k, v in step["headers"]]
+        var_idx = [i for i, k in enumerate(self.names) if k.startswith("variable_")]
+        self.has_vars = bool(var_idx)
+        self.var_end = var_idx[-1] + 1 if var_idx else len(self.names)
+        self.var_index = {self.names[i][9:]: i for i in var_idx}
+        self.channel_start = self.names.index("Channel-State") if "Channel-State" in self.names else -1
+        self.has_dur = any(spec[0] == "DUR" for _, spec, _ in self.dyn)
+        self.plain_merged = _merge(self.plain_parts, {i for i, _, _ in self.dyn}, "")
+        self.json_merged = _merge(self.json_parts, {i for i, _, _ in self.dyn}, ",")
+
+
+class StepEvent(OutEvent):
+    """An event of a call script: constant lines from the compiled step, the call's values at `values`."""
+
+    __slots__ = ("step", "values", "extra")
+
+    def __init__(self, step: CompiledStep, values: dict[int, str], extra: dict[str, str]):
+        self.name = step.name
+        self.step = step
+        self.values = values
+        self.extra = extra
+        self.body = step.body
+        self._plain = None
+        self._json = None
+        self._map = None
+        self._headers = None
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        if self._headers is None:
+            step, values = self.step, self.values
+            out = []
+            for i, name in enumerate(step.names):
+                if i in values:
+                    out.append((name, values[i]))
+                else:
+                    line = step.plain_parts[i]
+                    out.append((name, _decode_line(line)))
+            self._headers = _with_extra(out, self.extra, step)
+        return self._headers
+
+    def get(self, name: str, default: str = "") -> str:
+        if self.extra or self._headers is not None:
+            return OutEvent.get(self, name, default)
+        i = self.step.index.get(name)
+        if i is None:
+            return default
+        if i in self.values:
+            return self.values[i]
+        return _decode_line(self.step.plain_parts[i])
+
+    def _lines(self, parts: list[str], encode) -> list[str]:
+        step = self.step
+        parts = list(parts)
+        names = step.names
+        for i, v in self.values.items():
+            parts[i] = encode(names[i], v)
+        if self.extra:
+            added = []
+            for k, v in self.extra.items():
+                i = step.var_index.get(k)
+                if i is not None:
+                    parts[i] = encode(names[i], v)
+                else:
+                    added.append(encode(f"variable_{k}", v))
+            parts[step.var_end:step.var_end] = added
+        return parts
+
+    def _fast(self, merged, encode, sep: str) -> str:
+        segments, slots = merged
+        segments = list(segments)
+        names = self.step.names
+        for i, v in self.values.items():
+            segments[slots[i]] = encode(names[i], v)
+        return sep.join(segments)
+
+    def plain(self) -> bytes:
+        if self._plain is None:
+            if self.extra:
+                text = "".join(self._lines(self.step.plain_parts, _plain_line))
+            else:
+                text = self._fast(self.step.plain_merged, _plain_line, "")
+            if self.body:
+                body = self.body.encode("utf-8")
+                inner = text.encode("utf-8") + b"Content-Length: %d\n\n" % len(body) + body
+            else:
+                inner = text.encode("utf-8") + b"\n"
+            self._plain = b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(inner) + inner
+        return self._plain
+
+    def json(self) -> bytes:
+        if self._json is None:
+            pairs = self._lines(self.step.json_parts, _json_pair) if self.extra else \
+                [self._fast(self.step.json_merged, _json_pair, ",")]
+            if self.body:
+                body = self.body.encode("utf-8")
+                pairs.append(_json_pair("Content-Length", str(len(body))))
+                pairs.append(_json_pair("_body", self.body))
+            inner = ("{" + ",".join(pairs) + "}").encode("utf-8")
+            self._json = b"Content-Length: %d\nContent-Type: text/event-json\n\n" % len(inner) + inner
+        return self._json
+
+
+def _merge(parts: list[str], dynamic: set[int], sep: str) -> tuple[list[str], list[int]]:
+    """Constant runs joined once: (segments, header index -> segment slot for each dynamic header)."""
+    segments: list[str] = []
+    slots: dict[int, int] = {}
+    run: list[str] = []
+    for i, part in enumerate(parts):
+        if i in dynamic:
+            if run:
+                segments.append(sep.join(run))
+                run = []
+            slots[i] = len(segments)
+            segments.append("")
+        else:
+            run.append(part)
+    if run:
+        segments.append(sep.join(run))
+    return segments, slots
+
+
+def _decode_line(line: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(line.partition(": ")[2][:-1])
+
+
+def _with_extra(headers: list[tuple[str, str]], extra: dict[str, str], step: CompiledStep):
+    if not extra:
+        return headers
+    out = list(headers)
+    added = []
+    for k, v in extra.items():
+        i = step.var_index.get(k)
+        if i is not None:
+            out[i] = (out[i][0], v)
+        else:
+            added.append((f"variable_{k}", v))
+    out[step.var_end:step.var_end] = added
+    return out
 
 
 def reply(text: str, extra: dict[str, str] | None = None) -> bytes:
