@@ -139,8 +139,13 @@ def test_lease_of_a_killed_process_on_this_host_is_freed_at_once(ready):
                 upload_claimed_at=utcnow()).where(Call.id == row.id).execute()
     other_host = make_call(settings, upload_state="uploading", upload_claimed_by=f"fs2@elsewhere:{dead.pid}:abcd",
                            upload_claimed_at=utcnow())
-    assert shipper.drain_once().uploaded == 1
-    assert Call.get_by_id(row.id).upload_state == "uploaded"
+    key = object_key(row.department, row.recorded_on, row.call_uuid)
+    shipper._upload(row, Path(row.recording_path), key, row.sha256)  # its PUT had completed
+    result = shipper.drain_once()
+    assert (result.uploaded, result.adopted) == (0, 1)
+    assert len(versions_of(client, settings.s3_bucket, key)) == 1
+    row = Call.get_by_id(row.id)
+    assert row.upload_state == "uploaded" and row.upload_attempts == 1
     assert Call.get_by_id(other_host.id).upload_state == "uploading"  # its lease must expire first
 
 

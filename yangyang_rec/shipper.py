@@ -244,11 +244,15 @@ class Shipper:
             now = utcnow()
             cond = self._claimable(now)
             candidates = list(
-                Call.select(Call.id).where(cond).order_by(Call.answered_at, Call.id).limit(8).tuples()
+                Call.select(Call.id, Call.upload_state, Call.upload_attempts)
+                .where(cond)
+                .order_by(Call.answered_at, Call.id)
+                .limit(8)
+                .tuples()
             )
             if not candidates:
                 return None
-            for (row_id,) in candidates:
+            for row_id, state, attempts in candidates:
                 taken = (
                     Call.update(upload_state="uploading", upload_claimed_by=self.worker_id, upload_claimed_at=now)
                     .where((Call.id == row_id) & cond)
@@ -256,6 +260,8 @@ class Shipper:
                 )
                 if taken == 1:
                     row = Call.get_by_id(row_id)
+                    # Never claimed before: no earlier PUT can exist, so the HEAD before uploading is skipped.
+                    row.first_attempt = state == "pending" and attempts == 0
                     if row.upload_claimed_by != self.worker_id:  # pragma: no cover - defensive
                         continue
                     return row
@@ -274,7 +280,13 @@ class Shipper:
             if not pid.isdigit() or int(pid) == os.getpid() or _process_exists(int(pid)):
                 continue
             released += (
-                Call.update(upload_state="pending", upload_claimed_by="", upload_claimed_at=None)
+                Call.update(
+                    upload_state="pending",
+                    upload_claimed_by="",
+                    upload_claimed_at=None,
+                    upload_attempts=Call.upload_attempts + 1,
+                    upload_error="the uploading process died (killed or crashed)",
+                )
                 .where((Call.id == row_id) & (Call.upload_claimed_by == holder))
                 .execute()
             )
@@ -378,7 +390,7 @@ class Shipper:
             raise RowProblem(str(exc)) from None
         path = Path(row.recording_path)
         try:
-            head = self._in_thread(self._head, key)
+            head = None if getattr(row, "first_attempt", False) else self._in_thread(self._head, key)
             if path.is_file():
                 size, digest, composite = self._in_thread(hash_file, path, self.transfer.multipart_chunksize)
                 if row.sha256 and digest != row.sha256:
