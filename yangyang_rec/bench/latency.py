@@ -1,0 +1,185 @@
+"""Figure 2: answer -> uuid_record latency at office load, at office load while 30 MB files upload, and
+at a burst of new calls per second. One daemon process, three phases in a row:
+
+  office   every line busy (198 calls held), ~1 new call/s on the lines recorded in full
+  uploads  the same, while the daemon's shipper uploads 30 MB recordings without pause
+  burst    `burst_rate` new calls/s for `burst_s` seconds, short calls, the office calls still held
+
+The stand-in runs slower than real time (`time_scale` < 1) so the held calls' WAV files stay small.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid as uuidlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import gevent
+import gevent.event
+
+from yangyang_rec.bench.figures import Figure, percentile
+from yangyang_rec.bench.harness import Daemon, LoopLag, TimedStandIn, full_lines, record_latencies
+from yangyang_rec.bench.uploads import UploadCase, empty_bucket, plain_client, write_sources
+from yangyang_rec.index import Call, open_index, utcnow
+from yangyang_rec.lines import load_plan
+from yangyang_rec.retention import kst_date
+from yangyang_rec.settings import Settings
+from yangyang_rec.shipper import MB
+
+FEED_NODE = "bench-feed"
+
+
+@dataclass(frozen=True)
+class LatencyOptions:
+    busy: int = 198
+    office_rate: float = 1.0
+    office_s: float = 40.0
+    uploads_s: float = 40.0
+    upload_mb: int = 30
+    burst_rate: float = 200.0
+    burst_s: float = 5.0
+    time_scale: float = 0.05
+
+
+class Caller:
+    """Places calls on the stand-in: wall-clock ring and talk times turned into the stand-in's virtual ones."""
+
+    def __init__(self, fs: TimedStandIn, all_lines: list[str], recorded_lines: list[str], seed: int = 11):
+        self.fs, self.all_lines, self.recorded_lines = fs, all_lines, recorded_lines
+        self.rng = random.Random(seed)
+        self.scale = fs.time_scale
+
+    def place(self, line: str, ring_wall: float, talk_wall: float):
+        return self.fs.place_call(
+            kind="inbound", line=line, outside=f"010{self.rng.randint(10_000_000, 99_999_999)}",
+            caller_name="홍길동", ring_s=ring_wall * self.scale, talk_s=talk_wall * self.scale,
+        )
+
+    def at_rate(self, rate: float, seconds: float, ring_wall: float, talk_wall: float) -> list:
+        """New calls on recorded lines at `rate` per second for `seconds` (paced on the wall clock)."""
+        placed = []
+        started = time.perf_counter()
+        count = int(rate * seconds)
+        for i in range(count):
+            line = self.recorded_lines[i % len(self.recorded_lines)]
+            placed.append(self.place(line, ring_wall, talk_wall))
+            wait = started + (i + 1) / rate - time.perf_counter()
+            gevent.sleep(max(0.0, wait))
+        return placed
+
+
+def feed_uploads(settings: Settings, source: Path, stop: gevent.event.Event, state: dict) -> None:
+    """Keep 8 rows of `source` (30 MB) waiting in the daemon's upload queue until `stop`; empty the
+    bucket every 10 s (in a thread) so moto's memory stays flat."""
+    client = plain_client(settings)
+    pool = gevent.get_hub().threadpool
+    last_empty = time.monotonic()
+    while not stop.is_set():
+        waiting = Call.select().where((Call.node == FEED_NODE) & Call.upload_state.in_(("pending", "uploading"))).count()
+        rows = []
+        now = utcnow()
+        for _ in range(max(0, 8 - waiting)):
+            call_uuid = str(uuidlib.uuid4())
+            path = settings.spool_dir / f"feed-{call_uuid}.wav"
+            os.link(source, path)
+            rows.append(dict(
+                call_uuid=call_uuid, leg_uuid=call_uuid, node=FEED_NODE, line="2101", department="welfare",
+                mode="full", direction="inbound", answered_at=now, recorded_on=kst_date(now), ended_at=now,
+                duration_s=960.0, recording_path=str(path), bytes=state["size"], sha256=state["sha256"],
+                record_state="completed", upload_state="pending",
+            ))
+        if rows:
+            Call.insert_many(rows).execute()
+        if time.monotonic() - last_empty > 10:
+            pool.spawn(empty_bucket, client, settings.s3_bucket)
+            last_empty = time.monotonic()
+        stop.wait(0.5)
+
+
+def uploaded_feed_count() -> int:
+    return Call.select().where((Call.node == FEED_NODE) & (Call.upload_state == "uploaded")).count()
+
+
+def _phase_figures(label: str, latencies: list[float], target: str | None, note: str) -> list[Figure]:
+    ms = [x * 1000 for x in latencies]
+    return [
+        Figure(f"answer->record {label}: p50", percentile(ms, 50), "ms"),
+        Figure(f"answer->record {label}: p99", percentile(ms, 99), "ms", target, note),
+        Figure(f"answer->record {label}: max", max(ms) if ms else None, "ms"),
+    ]
+
+
+def measure(settings: Settings, workdir: Path, opts: LatencyOptions, say) -> list[Figure]:
+    plan = load_plan(settings.lines_file)
+    all_lines, recorded = sorted(plan.by_extension), full_lines(plan)
+    fs = TimedStandIn(port=0, time_scale=opts.time_scale).start()
+    lag = LoopLag().start()
+    figures: list[Figure] = []
+    try:
+        with Daemon(settings, fs, workdir / "daemon-latency.log"):
+            caller = Caller(fs, all_lines, recorded)
+            # Ramp: every line busy; talk times spread so about one call ends per second, as in the office.
+            hold = opts.busy / opts.office_rate
+            for i, line in enumerate(all_lines[: opts.busy]):
+                caller.place(line, ring_wall=0.5, talk_wall=hold * (i + 1) / opts.busy + opts.office_s + opts.uploads_s)
+                gevent.sleep(0.02)
+            gevent.sleep(3)
+
+            lag_mark = len(lag.samples)
+            office = caller.at_rate(opts.office_rate, opts.office_s, ring_wall=1.0, talk_wall=hold)
+            gevent.sleep(1.5)
+            office_lat = record_latencies(fs, office)
+            office_lag = lag.p99_ms(lag_mark)
+            say(f"latency office: {len(office_lat)}/{len(office)} recorded, p99 {percentile(office_lat, 99) * 1000:.1f} ms")
+
+            source = write_sources(workdir, UploadCase(f"{opts.upload_mb} MB", opts.upload_mb * MB, 1))[0]
+            open_index(settings.database_url)
+            stop_feed = gevent.event.Event()
+            feed_state = {"size": source.size, "sha256": source.sha256}
+            feeder = gevent.spawn(feed_uploads, settings, source.path, stop_feed, feed_state)
+            gevent.sleep(3)  # the shipper is busy before the first sample
+            lag_mark = len(lag.samples)
+            uploads_before = uploaded_feed_count()
+            during = caller.at_rate(opts.office_rate, opts.uploads_s, ring_wall=1.0, talk_wall=hold)
+            gevent.sleep(1.5)
+            uploaded = uploaded_feed_count() - uploads_before
+            stop_feed.set()
+            feeder.join(timeout=10)
+            uploads_lat = record_latencies(fs, during)
+            uploads_lag = lag.p99_ms(lag_mark)
+            say(f"latency uploads: {len(uploads_lat)}/{len(during)} recorded, {uploaded} x {opts.upload_mb} MB "
+                f"uploaded, p99 {percentile(uploads_lat, 99) * 1000:.1f} ms")
+
+            lag_mark = len(lag.samples)
+            t0 = time.perf_counter()
+            burst = caller.at_rate(opts.burst_rate, opts.burst_s, ring_wall=0.2, talk_wall=2.0)
+            gevent.sleep(3)
+            burst_answered = [fs.answered[c.a_uuid] for c in burst if c.a_uuid in fs.answered]
+            span = (max(burst_answered) - min(burst_answered)) if len(burst_answered) > 1 else 0.0
+            achieved = len(burst_answered) / span if span else 0.0
+            burst_lat = record_latencies(fs, burst)
+            burst_lag = lag.p99_ms(lag_mark)
+            say(f"latency burst: offered {opts.burst_rate:.0f}/s, answered {achieved:.0f}/s, "
+                f"{len(burst_lat)}/{len(burst)} recorded, p99 {percentile(burst_lat, 99) * 1000:.1f} ms "
+                f"({time.perf_counter() - t0:.0f} s)")
+    finally:
+        lag.stop()
+        fs.stop()
+        empty_bucket(plain_client(settings), settings.s3_bucket)
+
+    figures += _phase_figures(
+        "office", office_lat, "<= 10",
+        f"{opts.busy} calls held, {opts.office_rate:g} new call/s for {opts.office_s:.0f} s: "
+        f"{len(office_lat)} of {len(office)} recorded; stand-in loop lag p99 {office_lag:.1f} ms")
+    figures += _phase_figures(
+        f"office + {opts.upload_mb} MB uploads", uploads_lat, "<= 10",
+        f"same load while the daemon's shipper uploaded {uploaded} x {opts.upload_mb} MB: "
+        f"{len(uploads_lat)} of {len(during)} recorded; stand-in loop lag p99 {uploads_lag:.1f} ms")
+    figures += _phase_figures(
+        f"{opts.burst_rate:.0f} calls/s", burst_lat, "<= 50",
+        f"offered {opts.burst_rate:.0f} new calls/s for {opts.burst_s:.0f} s, the stand-in answered {achieved:.0f}/s; "
+        f"{len(burst_lat)} of {len(burst)} recorded; stand-in loop lag p99 {burst_lag:.1f} ms")
+    return figures
