@@ -69,7 +69,6 @@ def read_greenswitch(port: int, password: str, names: list[str]) -> dict:
     gevent.signal_handler(signal.SIGTERM, stop.set)
     while not stop.is_set() and esl.connected:
         stop.wait(0.2)
-    esl.stop()
     return state
 
 

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,12 +33,12 @@ class TimedStandIn(FreeSwitchStandIn):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.answered: dict[str, float] = {}
-        self.emitted = 0
+        self.emitted: Counter[str] = Counter()
 
     def emit(self, event) -> None:
         if event.name == "CHANNEL_ANSWER":
             self.answered.setdefault(event.get("Unique-ID"), time.time())
-        self.emitted += 1
+        self.emitted[event.name] += 1
         super().emit(event)
 
 

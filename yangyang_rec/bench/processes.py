@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import gevent
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -106,12 +108,14 @@ class MotoServer:
 
 
 def stop(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds; only the process we started."""
+    """SIGTERM, then SIGKILL after `grace` seconds; only the process we started. Waits with gevent.sleep,
+    so a stand-in in this process keeps answering the process while it shuts down."""
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
+    deadline = time.monotonic() + grace
+    while proc.poll() is None and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    if proc.poll() is None:
         proc.kill()
         proc.wait()
