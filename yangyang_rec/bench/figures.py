@@ -71,6 +71,8 @@ def verdict(figure: Figure) -> str:
 def format_value(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
+    if float(value).is_integer() and abs(value) >= 10:
+        return f"{value:,.0f}"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     if abs(value) >= 100:
