@@ -49,3 +49,7 @@ purge: venv ## destroy recordings past their year (DRY_RUN=1 only lists); CSV=FI
 
 lifecycle: venv ## show the bucket setup; APPLY=1 creates the bucket / sets what is missing
 	$(BIN)/yangyang-rec lifecycle $(if $(APPLY),--apply)
+
+.PHONY: bench
+bench: venv ## performance figures vs their targets, one run (~9 min): table + var/bench.json
+	$(BIN)/python -m yangyang_rec.bench --out var/bench.json
