@@ -156,8 +156,10 @@ def cmd_run(args) -> int:
 
     monkey.patch_all()
     from yangyang_rec.recorder import run_daemon
+    from yangyang_rec.shipper import Shipper
 
-    return run_daemon(_settings(args).settings)
+    settings = _settings(args).settings
+    return run_daemon(settings, services=[Shipper(settings).run_forever])
 
 
 def cmd_calls(args) -> int:
@@ -282,6 +284,51 @@ def cmd_register_export(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    from yangyang_rec.standin.simulate import parse_fault, simulate
+
+    try:
+        for fault in args.fault:
+            parse_fault(fault)
+    except ValueError as exc:
+        print(f"yangyang-rec simulate: {exc}", file=sys.stderr)
+        return 2
+    if args.replay:
+        if not Path(args.replay).is_file():
+            print(f"yangyang-rec simulate: no transcript at {args.replay}", file=sys.stderr)
+            return 2
+        plan = []
+    else:
+        try:
+            plan = load_plan(args.lines)
+        except LinesError as exc:
+            print(f"yangyang-rec simulate: {args.lines} cannot be used:\n{exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"yangyang-rec simulate: cannot read {args.lines}: {exc.strerror}", file=sys.stderr)
+            return 2
+    if args.calls < 0 or args.rate <= 0 or args.time_scale <= 0:
+        print("yangyang-rec simulate: --calls must be >= 0, --rate and --time-scale > 0", file=sys.stderr)
+        return 2
+    simulate(plan, args.calls, args.rate, args.time_scale, args.seed, port=args.port, password=args.password,
+             faults=args.fault, json_out=Path(args.json) if args.json else None,
+             replay_file=Path(args.replay) if args.replay else None, wait_for_client_s=args.wait_for_client)
+    return 0
+
+
+def cmd_capture(args) -> int:
+    from yangyang_rec.standin.capture import capture
+
+    try:
+        n = capture(args.host, args.port, args.password, Path(args.out), args.seconds)
+    except (OSError, PermissionError, ConnectionError) as exc:
+        print(f"yangyang-rec capture: {exc} (is FreeSWITCH's event socket at {args.host}:{args.port}?)",
+              file=sys.stderr)
+        return 1
+    print(f"wrote {n} events to {args.out} (numbers and names scrubbed)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="yangyang-rec",
@@ -362,6 +409,28 @@ def build_parser() -> argparse.ArgumentParser:
     rexport.add_argument("--csv", metavar="FILE", default="destruction-register.csv",
                          help="CSV file (default: destruction-register.csv)")
     rexport.set_defaults(func=cmd_register_export)
+    sim = sub.add_parser("simulate", help="FreeSWITCH stand-in placing an office mix of calls (or replaying a capture)")
+    sim.add_argument("--lines", default="config/lines.yaml", help="lines file (default: config/lines.yaml)")
+    sim.add_argument("--calls", type=int, default=200, help="how many calls to place (default 200)")
+    sim.add_argument("--rate", type=float, default=20.0, help="calls started per simulated second (default 20)")
+    sim.add_argument("--time-scale", type=float, default=1.0, help="run X times faster than real time (default 1)")
+    sim.add_argument("--seed", type=int, default=1, help="same seed, same calls (default 1)")
+    sim.add_argument("--port", type=int, default=8021, help="event-socket port on 127.0.0.1 (default 8021)")
+    sim.add_argument("--password", default="ClueCon", help="event-socket password (default ClueCon)")
+    sim.add_argument("--json", metavar="FILE", help="also write the placed calls to FILE as JSON")
+    sim.add_argument("--replay", metavar="FILE", help="serve this transcript's events instead of placing calls")
+    sim.add_argument("--fault", action="append", default=[], metavar="KIND[:ARG]@CALL",
+                     help="e.g. restart@30, stall:5@10, duplicate:CHANNEL_ANSWER@0, delay:2@5, malformed@3")
+    sim.add_argument("--wait-for-client", type=float, default=0.0, metavar="S",
+                     help="wait up to S seconds for a client to subscribe before placing calls")
+    sim.set_defaults(func=cmd_simulate)
+    cap = sub.add_parser("capture", help="record a real FreeSWITCH event stream to a transcript, numbers scrubbed")
+    cap.add_argument("--host", default="127.0.0.1")
+    cap.add_argument("--port", type=int, default=8021)
+    cap.add_argument("--password", default="ClueCon")
+    cap.add_argument("--out", required=True, metavar="FILE")
+    cap.add_argument("--seconds", type=float, help="stop after S seconds (default: until FreeSWITCH closes)")
+    cap.set_defaults(func=cmd_capture)
     return p
 
 
