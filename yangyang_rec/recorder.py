@@ -70,6 +70,13 @@ def file_size(path: str) -> int | None:
         return None
 
 
+def _peek(queue: gevent.queue.Queue):
+    try:
+        return queue.peek_nowait()
+    except gevent.queue.Empty:
+        return None
+
+
 def inside(root: Path, path: str) -> bool:
     real_root = os.path.realpath(root)
     return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
@@ -207,6 +214,8 @@ class Recorder:
         try:
             while True:
                 decision = queue.get()
+                if isinstance(decision, StartRecording) and isinstance(_peek(queue), PlayNotice):
+                    decision = (decision, queue.get())  # sent together: one round trip, record first
                 try:
                     self._do(decision)
                 except Exception:
@@ -224,7 +233,10 @@ class Recorder:
     # -- the steps of one call (on its own greenlet)
 
     def _do(self, d) -> None:
-        if isinstance(d, CreateRow):
+        if isinstance(d, tuple):
+            if d[0].call_uuid not in self._skip:
+                self._start_recording(*d)
+        elif isinstance(d, CreateRow):
             self._create_row(d)
         elif d.call_uuid in self._skip:
             return
@@ -284,37 +296,57 @@ class Recorder:
         Call.update(record_state="failed", record_reason=reason).where(Call.call_uuid == call_uuid).execute()
         log.warning("recording.failed", call=call_uuid, reason=reason)
 
-    def _start_recording(self, d: StartRecording) -> None:
+    def _start_recording(self, d: StartRecording, notice: PlayNotice | None = None) -> None:
+        """RECORD_STEREO, then uuid_record, then (if given) uuid_broadcast, in one write.
+
+        FreeSWITCH runs the api commands of one socket in order, so the recording has started
+        before the notice plays, and a short call is not lost to round trips.
+        """
         if not inside(self.spool, d.path) or os.path.lexists(d.path):
             self._not_recording.add(d.call_uuid)
             self.machine.recording_failed(d.call_uuid)
             self._fail(d.call_uuid, "recording path exists already or leaves the spool", "record_refused")
             return
-        try:
-            if d.stereo:
-                self.esl.api(f"uuid_setvar {d.leg_uuid} RECORD_STEREO true")
+        commands = [
             # A -bleg transfer (or SIP REFER) then moves the recording instead of ending it.
-            self.esl.api(f"uuid_setvar {d.leg_uuid} recording_follow_transfer true")
-            reply = self.esl.api(f"uuid_record {d.leg_uuid} start {d.path}")
+            f"uuid_setvar {d.leg_uuid} recording_follow_transfer true",
+            f"uuid_record {d.leg_uuid} start {d.path}",
+        ]
+        if d.stereo:  # read when the recording starts, so set first
+            commands.insert(0, f"uuid_setvar {d.leg_uuid} RECORD_STEREO true")
+        if notice is not None:
+            commands.append(self._broadcast_command(notice))
+        try:
+            replies = self.esl.api_batch(commands)
         except EslError as exc:
-            reply = None
-            reason = f"uuid_record not confirmed: {exc}"
-        else:
-            reason = f"uuid_record: {reply.text.strip()[:200]}"
-        if reply is None or not reply.ok:
             self._not_recording.add(d.call_uuid)
             self.machine.recording_failed(d.call_uuid)
-            self._fail(d.call_uuid, reason, "record_error")
+            self._fail(d.call_uuid, f"uuid_record not confirmed: {exc}", "record_error")
+            return
+        record = replies[-2] if notice is not None else replies[-1]
+        if not record.ok:
+            self._not_recording.add(d.call_uuid)
+            self.machine.recording_failed(d.call_uuid)
+            self._fail(d.call_uuid, f"uuid_record: {record.text.strip()[:200]}", "record_error")
             return
         self.counts["recording_started"] += 1
         log.info("recording.started", call=d.call_uuid, leg=d.leg_uuid)
+        if notice is not None:
+            self._notice_result(notice, replies[-1])
+
+    @staticmethod
+    def _broadcast_command(d: PlayNotice) -> str:
+        return f"uuid_broadcast {d.leg_uuid} {d.file} {d.legs}"
 
     def _play_notice(self, d: PlayNotice) -> None:
         try:
-            reply = self.esl.api(f"uuid_broadcast {d.leg_uuid} {d.file} {d.legs}")
+            reply = self.esl.api(self._broadcast_command(d))
         except EslError as exc:
             self._fail(d.call_uuid, f"notice not confirmed: {exc}", "notice_error")
             return
+        self._notice_result(d, reply)
+
+    def _notice_result(self, d: PlayNotice, reply) -> None:
         if not reply.ok:
             self._fail(d.call_uuid, f"uuid_broadcast: {reply.text.strip()[:200]}", "notice_error")
             return

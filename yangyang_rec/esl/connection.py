@@ -167,6 +167,30 @@ class EslConnection(InboundESL):
     def api(self, command: str) -> Reply:
         return self.send(f"api {command}")
 
+    def api_batch(self, commands: list[str]) -> list[Reply]:
+        """Several api commands in one write; FreeSWITCH runs them in order, replies come in order.
+
+        One round trip instead of one per command: on answer, RECORD_STEREO is set and the
+        recording started before a short call can end.
+        """
+        if not self.connected or self.closed.is_set():
+            raise NotConnectedError()
+        raw = b"".join(encode_command(f"api {c}") for c in commands)
+        results = [gevent.event.AsyncResult() for _ in commands]
+        with self._send_lock:
+            self._commands_sent.extend(results)
+            try:
+                self.sock.sendall(raw)
+            except OSError as exc:
+                self.close(f"send failed: {exc}")
+                raise NotConnectedError() from None
+        try:
+            with gevent.Timeout(self.command_timeout):
+                return [r.get() for r in results]
+        except gevent.Timeout:
+            self.close("a command got no reply in time")
+            raise CommandTimeout(f"no reply within {self.command_timeout} s") from None
+
     # -- receiving
 
     def receive_events(self) -> None:
@@ -294,6 +318,15 @@ class EslSupervisor:
             raise EslUnavailable("not connected to FreeSWITCH")
         try:
             return conn.api(command)
+        except NotConnectedError:
+            raise EslUnavailable("the event-socket connection was lost") from None
+
+    def api_batch(self, commands: list[str]) -> list[Reply]:
+        conn = self.current
+        if conn is None:
+            raise EslUnavailable("not connected to FreeSWITCH")
+        try:
+            return conn.api_batch(commands)
         except NotConnectedError:
             raise EslUnavailable("the event-socket connection was lost") from None
 
