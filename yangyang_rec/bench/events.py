@@ -23,8 +23,7 @@ import gevent
 
 from yangyang_rec import calls as call_machine
 from yangyang_rec.bench.figures import Figure
-from yangyang_rec.bench.harness import Daemon, TimedStandIn, full_lines
-from yangyang_rec.bench.latency import Caller
+from yangyang_rec.bench.harness import Caller, Daemon, TimedStandIn, full_lines
 from yangyang_rec.bench.processes import cpu_seconds, stop
 from yangyang_rec.lines import load_plan
 from yangyang_rec.settings import Settings
@@ -107,7 +106,7 @@ def measure(settings: Settings, workdir: Path, calls: int, say) -> list[Figure]:
             idle_rate = [(cpu_seconds(p) - c) / 2 for p, c in zip(pids, idle0, strict=True)]
             fs.emitted.clear()
             cpu0, t0 = [cpu_seconds(p) for p in pids], time.monotonic()
-            Caller(fs, recorded, recorded).at_rate(rate=100, seconds=calls / 100, ring_wall=0.2, talk_wall=1.0)
+            Caller(fs, recorded, recorded).at_rate(rate=100, count=calls, ring_wall=0.2, talk_wall=1.0)
             fs.wait_idle(120)
             settle(fs, pids)
             window = time.monotonic() - t0

@@ -11,6 +11,7 @@ reported beside the latencies: a slow harness must not pass for a slow daemon un
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
@@ -109,6 +110,32 @@ def daemon_env(settings: Settings, esl_port: int) -> dict[str, str]:
         YYREC_LOG_LEVEL="warning", YYREC_LOG_FORMAT="json",
     )
     return env
+
+
+class Caller:
+    """Places calls on the stand-in: wall-clock ring and talk times turned into the stand-in's virtual ones."""
+
+    def __init__(self, fs: TimedStandIn, all_lines: list[str], recorded_lines: list[str], seed: int = 11):
+        self.fs, self.all_lines, self.recorded_lines = fs, all_lines, recorded_lines
+        self.rng = random.Random(seed)
+        self.scale = fs.time_scale
+
+    def place(self, line: str, ring_wall: float, talk_wall: float):
+        return self.fs.place_call(
+            kind="inbound", line=line, outside=f"010{self.rng.randint(10_000_000, 99_999_999)}",
+            caller_name="홍길동", ring_s=ring_wall * self.scale, talk_s=talk_wall * self.scale,
+        )
+
+    def at_rate(self, rate: float, count: int, ring_wall: float, talk_wall: float) -> list:
+        """`count` new calls on recorded lines at `rate` per second (paced on the wall clock)."""
+        placed = []
+        started = time.perf_counter()
+        for i in range(count):
+            line = self.recorded_lines[i % len(self.recorded_lines)]
+            placed.append(self.place(line, ring_wall, talk_wall))
+            wait = started + (i + 1) / rate - time.perf_counter()
+            gevent.sleep(max(0.0, wait))
+        return placed
 
 
 class Daemon:

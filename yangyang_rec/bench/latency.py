@@ -11,7 +11,6 @@ The stand-in runs slower than real time (`time_scale` < 1) so the held calls' WA
 from __future__ import annotations
 
 import os
-import random
 import time
 import uuid as uuidlib
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import gevent
 import gevent.event
 
 from yangyang_rec.bench.figures import Figure, percentile
-from yangyang_rec.bench.harness import Daemon, LoopLag, TimedStandIn, full_lines, record_latencies
+from yangyang_rec.bench.harness import Caller, Daemon, LoopLag, TimedStandIn, full_lines, record_latencies
 from yangyang_rec.bench.uploads import UploadCase, empty_bucket, plain_client, write_sources
 from yangyang_rec.index import Call, open_index, utcnow
 from yangyang_rec.lines import load_plan
@@ -42,33 +41,6 @@ class LatencyOptions:
     burst_rate: float = 200.0
     burst_s: float = 5.0
     time_scale: float = 0.05
-
-
-class Caller:
-    """Places calls on the stand-in: wall-clock ring and talk times turned into the stand-in's virtual ones."""
-
-    def __init__(self, fs: TimedStandIn, all_lines: list[str], recorded_lines: list[str], seed: int = 11):
-        self.fs, self.all_lines, self.recorded_lines = fs, all_lines, recorded_lines
-        self.rng = random.Random(seed)
-        self.scale = fs.time_scale
-
-    def place(self, line: str, ring_wall: float, talk_wall: float):
-        return self.fs.place_call(
-            kind="inbound", line=line, outside=f"010{self.rng.randint(10_000_000, 99_999_999)}",
-            caller_name="홍길동", ring_s=ring_wall * self.scale, talk_s=talk_wall * self.scale,
-        )
-
-    def at_rate(self, rate: float, seconds: float, ring_wall: float, talk_wall: float) -> list:
-        """New calls on recorded lines at `rate` per second for `seconds` (paced on the wall clock)."""
-        placed = []
-        started = time.perf_counter()
-        count = int(rate * seconds)
-        for i in range(count):
-            line = self.recorded_lines[i % len(self.recorded_lines)]
-            placed.append(self.place(line, ring_wall, talk_wall))
-            wait = started + (i + 1) / rate - time.perf_counter()
-            gevent.sleep(max(0.0, wait))
-        return placed
 
 
 def feed_uploads(settings: Settings, source: Path, stop: gevent.event.Event, state: dict) -> None:
@@ -97,6 +69,14 @@ def feed_uploads(settings: Settings, source: Path, stop: gevent.event.Event, sta
             pool.spawn(empty_bucket, client, settings.s3_bucket)
             last_empty = time.monotonic()
         stop.wait(0.5)
+
+
+def wait_recorded(fs: TimedStandIn, calls: list, timeout: float) -> None:
+    """Until the daemon has sent uuid_record for every call (late ones count, with their latency), or timeout."""
+    deadline = time.monotonic() + timeout
+    gevent.sleep(1.0)
+    while len(record_latencies(fs, calls)) < len(calls) and time.monotonic() < deadline:
+        gevent.sleep(0.5)
 
 
 def uploaded_feed_count() -> int:
@@ -129,8 +109,8 @@ def measure(settings: Settings, workdir: Path, opts: LatencyOptions, say) -> lis
             gevent.sleep(3)
 
             lag_mark = len(lag.samples)
-            office = caller.at_rate(opts.office_rate, opts.office_s, ring_wall=1.0, talk_wall=hold)
-            gevent.sleep(1.5)
+            office = caller.at_rate(opts.office_rate, round(opts.office_rate * opts.office_s), ring_wall=1.0, talk_wall=hold)
+            wait_recorded(fs, office, timeout=10)
             office_lat = record_latencies(fs, office)
             office_lag = lag.p99_ms(lag_mark)
             say(f"latency office: {len(office_lat)}/{len(office)} recorded, p99 {percentile(office_lat, 99) * 1000:.1f} ms")
@@ -143,7 +123,7 @@ def measure(settings: Settings, workdir: Path, opts: LatencyOptions, say) -> lis
             gevent.sleep(3)  # the shipper is busy before the first sample
             lag_mark = len(lag.samples)
             uploads_before = uploaded_feed_count()
-            during = caller.at_rate(opts.office_rate, opts.uploads_s, ring_wall=1.0, talk_wall=hold)
+            during = caller.at_rate(opts.office_rate, round(opts.office_rate * opts.uploads_s), ring_wall=1.0, talk_wall=hold)
             gevent.sleep(1.5)
             uploaded = uploaded_feed_count() - uploads_before
             stop_feed.set()
@@ -155,8 +135,8 @@ def measure(settings: Settings, workdir: Path, opts: LatencyOptions, say) -> lis
 
             lag_mark = len(lag.samples)
             t0 = time.perf_counter()
-            burst = caller.at_rate(opts.burst_rate, opts.burst_s, ring_wall=0.2, talk_wall=2.0)
-            gevent.sleep(3)
+            burst = caller.at_rate(opts.burst_rate, round(opts.burst_rate * opts.burst_s), ring_wall=0.2, talk_wall=2.0)
+            wait_recorded(fs, burst, timeout=20)
             burst_answered = [fs.answered[c.a_uuid] for c in burst if c.a_uuid in fs.answered]
             span = (max(burst_answered) - min(burst_answered)) if len(burst_answered) > 1 else 0.0
             achieved = len(burst_answered) / span if span else 0.0

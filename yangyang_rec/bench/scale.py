@@ -17,8 +17,7 @@ from pathlib import Path
 import gevent
 
 from yangyang_rec.bench.figures import Figure, percentile
-from yangyang_rec.bench.harness import Daemon, LoopLag, TimedStandIn, full_lines, record_latencies
-from yangyang_rec.bench.latency import Caller
+from yangyang_rec.bench.harness import Caller, Daemon, LoopLag, TimedStandIn, full_lines, record_latencies
 from yangyang_rec.bench.processes import rss_mb
 from yangyang_rec.lines import load_plan
 from yangyang_rec.settings import Settings
@@ -57,12 +56,12 @@ def measure(settings: Settings, workdir: Path, opts: ScaleOptions, say) -> list[
                     say(f"scale: stopping before {target}: the time budget of {opts.budget_s:.0f} s is spent")
                     break
                 ramp = max(0, target - len(held) - opts.probes)
-                held += caller.at_rate(opts.ramp_rate, ramp / opts.ramp_rate, ring_wall=0.2, talk_wall=HOLD_WALL_S)
+                held += caller.at_rate(opts.ramp_rate, ramp, ring_wall=0.2, talk_wall=HOLD_WALL_S)
                 deadline = time.monotonic() + 30 + ramp / 100
                 while recorded_count(fs, held) < len(held) and time.monotonic() < deadline:
                     gevent.sleep(0.5)
                 lag_mark = len(lag.samples)
-                probes = caller.at_rate(opts.probe_rate, opts.probes / opts.probe_rate, ring_wall=0.2,
+                probes = caller.at_rate(opts.probe_rate, opts.probes, ring_wall=0.2,
                                         talk_wall=HOLD_WALL_S)
                 gevent.sleep(1.0)
                 held += probes
