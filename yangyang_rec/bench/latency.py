@@ -10,9 +10,9 @@ The stand-in runs slower than real time (`time_scale` < 1) so the held calls' WA
 
 from __future__ import annotations
 
-import os
+import subprocess
+import sys
 import time
-import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +20,18 @@ import gevent
 import gevent.event
 
 from yangyang_rec.bench.figures import Figure, percentile
-from yangyang_rec.bench.harness import Caller, Daemon, LoopLag, TimedStandIn, full_lines, record_latencies
+from yangyang_rec.bench.harness import (
+    Caller,
+    Daemon,
+    LoopLag,
+    TimedStandIn,
+    daemon_env,
+    full_lines,
+    record_latencies,
+)
+from yangyang_rec.bench.processes import stop
 from yangyang_rec.bench.uploads import UploadCase, empty_bucket, plain_client, write_sources
-from yangyang_rec.index import Call, open_index, utcnow
 from yangyang_rec.lines import load_plan
-from yangyang_rec.retention import kst_date
 from yangyang_rec.settings import Settings
 from yangyang_rec.shipper import MB
 
@@ -43,44 +50,12 @@ class LatencyOptions:
     time_scale: float = 0.05
 
 
-def feed_uploads(settings: Settings, source: Path, stop: gevent.event.Event, state: dict) -> None:
-    """Keep 8 rows of `source` (30 MB) waiting in the daemon's upload queue until `stop`; empty the
-    bucket every 10 s (in a thread) so moto's memory stays flat."""
-    client = plain_client(settings)
-    pool = gevent.get_hub().threadpool
-    last_empty = time.monotonic()
-    while not stop.is_set():
-        waiting = Call.select().where((Call.node == FEED_NODE) & Call.upload_state.in_(("pending", "uploading"))).count()
-        rows = []
-        now = utcnow()
-        for _ in range(max(0, 8 - waiting)):
-            call_uuid = str(uuidlib.uuid4())
-            path = settings.spool_dir / f"feed-{call_uuid}.wav"
-            os.link(source, path)
-            rows.append(dict(
-                call_uuid=call_uuid, leg_uuid=call_uuid, node=FEED_NODE, line="2101", department="welfare",
-                mode="full", direction="inbound", answered_at=now, recorded_on=kst_date(now), ended_at=now,
-                duration_s=960.0, recording_path=str(path), bytes=state["size"], sha256=state["sha256"],
-                record_state="completed", upload_state="pending",
-            ))
-        if rows:
-            Call.insert_many(rows).execute()
-        if time.monotonic() - last_empty > 10:
-            pool.spawn(empty_bucket, client, settings.s3_bucket)
-            last_empty = time.monotonic()
-        stop.wait(0.5)
-
-
 def wait_recorded(fs: TimedStandIn, calls: list, timeout: float) -> None:
     """Until the daemon has sent uuid_record for every call (late ones count, with their latency), or timeout."""
     deadline = time.monotonic() + timeout
     gevent.sleep(1.0)
     while len(record_latencies(fs, calls)) < len(calls) and time.monotonic() < deadline:
         gevent.sleep(0.5)
-
-
-def uploaded_feed_count() -> int:
-    return Call.select().where((Call.node == FEED_NODE) & (Call.upload_state == "uploaded")).count()
 
 
 def _phase_figures(label: str, latencies: list[float], target: str | None, note: str) -> list[Figure]:
@@ -116,18 +91,15 @@ def measure(settings: Settings, workdir: Path, opts: LatencyOptions, say) -> lis
             say(f"latency office: {len(office_lat)}/{len(office)} recorded, p99 {percentile(office_lat, 99) * 1000:.1f} ms")
 
             source = write_sources(workdir, UploadCase(f"{opts.upload_mb} MB", opts.upload_mb * MB, 1))[0]
-            open_index(settings.database_url)
-            stop_feed = gevent.event.Event()
-            feed_state = {"size": source.size, "sha256": source.sha256}
-            feeder = gevent.spawn(feed_uploads, settings, source.path, stop_feed, feed_state)
+            feeder = subprocess.Popen(
+                [sys.executable, "-m", "yangyang_rec.bench.upload_feeder", str(source.path), str(source.size),
+                 source.sha256], env=daemon_env(settings, fs.port), stdout=subprocess.PIPE, text=True)
             gevent.sleep(3)  # the shipper is busy before the first sample
             lag_mark = len(lag.samples)
-            uploads_before = uploaded_feed_count()
             during = caller.at_rate(opts.office_rate, round(opts.office_rate * opts.uploads_s), ring_wall=1.0, talk_wall=hold)
-            gevent.sleep(1.5)
-            uploaded = uploaded_feed_count() - uploads_before
-            stop_feed.set()
-            feeder.join(timeout=10)
+            wait_recorded(fs, during, timeout=10)
+            stop(feeder)
+            uploaded = int((feeder.stdout.read() or "0").split()[-1]) if feeder.stdout else 0
             uploads_lat = record_latencies(fs, during)
             uploads_lag = lag.p99_ms(lag_mark)
             say(f"latency uploads: {len(uploads_lat)}/{len(during)} recorded, {uploaded} x {opts.upload_mb} MB "
