@@ -48,6 +48,7 @@ class LatencyOptions:
     burst_rate: float = 200.0
     burst_s: float = 5.0
     time_scale: float = 0.05
+    settle_s: float = 3.0  # after the ramp, and for the shipper to get busy
 
 
 def wait_recorded(fs: TimedStandIn, calls: list, timeout: float) -> None:
@@ -81,7 +82,7 @@ def measure(settings: Settings, workdir: Path, opts: LatencyOptions, say) -> lis
             for i, line in enumerate(all_lines[: opts.busy]):
                 caller.place(line, ring_wall=0.5, talk_wall=hold * (i + 1) / opts.busy + opts.office_s + opts.uploads_s)
                 gevent.sleep(0.02)
-            gevent.sleep(3)
+            gevent.sleep(opts.settle_s)
 
             lag_mark = len(lag.samples)
             office = caller.at_rate(opts.office_rate, round(opts.office_rate * opts.office_s), ring_wall=1.0, talk_wall=hold)
@@ -94,7 +95,7 @@ def measure(settings: Settings, workdir: Path, opts: LatencyOptions, say) -> lis
             feeder = subprocess.Popen(
                 [sys.executable, "-m", "yangyang_rec.bench.upload_feeder", str(source.path), str(source.size),
                  source.sha256], env=daemon_env(settings, fs.port), stdout=subprocess.PIPE, text=True)
-            gevent.sleep(3)  # the shipper is busy before the first sample
+            gevent.sleep(opts.settle_s)  # the shipper is busy before the first sample
             lag_mark = len(lag.samples)
             during = caller.at_rate(opts.office_rate, round(opts.office_rate * opts.uploads_s), ring_wall=1.0, talk_wall=hold)
             wait_recorded(fs, during, timeout=10)

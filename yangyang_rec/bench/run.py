@@ -55,7 +55,8 @@ SIZES = {
     ),
     "tiny": Sizes(
         event_calls=20,
-        latency=latency.LatencyOptions(busy=10, office_s=2, uploads_s=2, upload_mb=6, burst_rate=20, burst_s=1),
+        latency=latency.LatencyOptions(busy=10, office_s=2, uploads_s=2, upload_mb=6, burst_rate=20, burst_s=1,
+                                        settle_s=0.5),
         scale=scale.ScaleOptions(steps=(10, 20), probes=5, probe_rate=10),
         upload_cases=(uploads.UploadCase("64 kB", 64 * 1024, 4),),
         upload_rounds=1,
