@@ -312,7 +312,8 @@ def cmd_simulate(args) -> int:
         return 2
     simulate(plan, args.calls, args.rate, args.time_scale, args.seed, port=args.port, password=args.password,
              faults=args.fault, json_out=Path(args.json) if args.json else None,
-             replay_file=Path(args.replay) if args.replay else None, wait_for_client_s=args.wait_for_client)
+             replay_file=Path(args.replay) if args.replay else None, wait_for_client_s=args.wait_for_client,
+             hold_s=args.hold)
     return 0
 
 
@@ -423,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="e.g. restart@30, stall:5@10, duplicate:CHANNEL_ANSWER@0, delay:2@5, malformed@3")
     sim.add_argument("--wait-for-client", type=float, default=0.0, metavar="S",
                      help="wait up to S seconds for a client to subscribe before placing calls")
+    sim.add_argument("--hold", type=float, default=0.0, metavar="S",
+                     help="when done, keep serving up to S seconds while clients stay connected")
     sim.set_defaults(func=cmd_simulate)
     cap = sub.add_parser("capture", help="record a real FreeSWITCH event stream to a transcript, numbers scrubbed")
     cap.add_argument("--host", default="127.0.0.1")

@@ -292,6 +292,9 @@ class FreeSwitchStandIn:
                 run.greenlet.kill(block=False)
                 run.finish()
         for client in list(self.clients):
+            client.queue.put(None)  # flush what is queued, then close
+        for client in list(self.clients):
+            client.writer.join(timeout=5)
             client.shutdown()
         if self.server is not None:
             self.server.stop(timeout=1)
@@ -428,12 +431,13 @@ class FreeSwitchStandIn:
         return True
 
     def run_traffic(self, lines, calls: int = 200, rate: float = 20.0, seed: int = 1) -> list[PlacedCall]:
+        """Place the office mix; `rate` is calls per second of simulated time (wall: rate * time_scale)."""
         from yangyang_rec.standin.traffic import office_mix
 
         placed = []
         for spec in office_mix(lines, calls, seed):
             placed.append(self.place_call(**spec))
-            gevent.sleep(1.0 / rate if rate > 0 else 0)
+            gevent.sleep(1.0 / (rate * self.time_scale) if rate > 0 else 0)
         return placed
 
     def restart(self, down_s: float = 0.5) -> None:
