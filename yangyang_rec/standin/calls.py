@@ -191,6 +191,7 @@ class CallRun:
         self.pending: tuple | None = None
         self.greenlet: gevent.Greenlet | None = None
         self.finished = False
+        self.taken_over = False  # the switch is tearing this call down itself (restart)
         self.sub_cache: dict[str, str] = {}
 
     def use_script(self, scenario: str) -> None:
@@ -300,7 +301,8 @@ class CallRun:
                 self.after_step(step, event)
                 index += 1
         finally:
-            self.finish()
+            if not self.taken_over:
+                self.finish()
 
     def take_interrupt(self, step: dict, index: int) -> int:
         """Switch to the script for what happened (kill, transfer) at the same point of the call."""

@@ -448,6 +448,7 @@ class FreeSwitchStandIn:
         for run in list(self.runs):
             if run.finished:
                 continue
+            run.taken_over = True
             if run.greenlet is not None:
                 run.greenlet.kill(block=True)
             for index in range(start, len(shutdown_script)):
