@@ -191,10 +191,11 @@ class Shipper:
         self.rng = rng or random.Random()
         self.pool = ThreadPool(settings.upload_concurrency + 1)
         threshold = settings.multipart_threshold_mb * MB
-        # Two parts in flight per file: near full speed, and few threads competing with the
-        # event loop for the GIL (with 4, the loop stalled 30-70 ms during a 30 MB upload).
+        # No s3transfer threads: under the daemon's monkey.patch_all() they are greenlets inside a
+        # pool thread, and about one upload in a hundred hung there for good. Each upload already
+        # runs in its own pool thread; its parts go one after another.
         self.transfer = TransferConfig(
-            multipart_threshold=threshold, multipart_chunksize=threshold, max_concurrency=2, use_threads=True
+            multipart_threshold=threshold, multipart_chunksize=threshold, use_threads=False
         )
         self.outage_error = ""
         self._wake = Event()
