@@ -200,3 +200,17 @@ def test_reload_with_a_bad_file_keeps_the_last_good_plan(recorder, standin):
     standin.place_call(kind="inbound", line="2101", talk_s=2)
     rec.settle()
     assert len(rec.rows()) == 1
+
+
+def test_call_gone_before_uuid_record_is_missed_not_failed(recorder, standin):
+    """Events reach the daemon late (a loaded switch): the caller hung up before uuid_record arrived."""
+    rec = recorder()
+    standin.delay_events(1.0)
+    call = standin.place_call(kind="inbound", line="2101", ring_s=0.05, talk_s=0.1)
+    rec.settle()
+    (row,) = rec.rows()
+    assert row.call_uuid == call.a_uuid
+    assert row.record_state == "missed"
+    assert row.record_reason.startswith("the call ended before the recording could start")
+    assert row.upload_state == "none" and row.ended_at is not None
+    assert rec.recorder.counts["record_missed"] == 1

@@ -188,8 +188,8 @@ def final_state(
     *, prior_state: str, prior_reason: str, completion_cause: str, discarded: bool, size: int | None
 ) -> tuple[str, str]:
     """The record state and reason of a finished recording, from what FreeSWITCH said and the file on disk."""
-    if prior_state == "failed":
-        return "failed", prior_reason
+    if prior_state in ("failed", "missed"):
+        return prior_state, prior_reason
     if discarded or (completion_cause and not completion_cause.startswith("success")):
         what = f"FreeSWITCH ended the recording with {completion_cause or 'no cause'}"
         return "failed", what + (" and discarded the file" if discarded else "")

@@ -53,6 +53,7 @@ STOP_GRACE_S = 3.0
 PLAN_POLL_S = 1.0
 HASH_CHUNK = 1024 * 1024
 ORPHAN_REASON = "orphan file: found in the spool with no index row"
+CHANNEL_GONE = "Cannot locate session"  # uuid_record's answer when the channel has already hung up
 
 
 def sha256_file(path: str) -> str:
@@ -291,10 +292,10 @@ class Recorder:
             state=f.record_state,
         )
 
-    def _fail(self, call_uuid: str, reason: str, counter: str) -> None:
+    def _fail(self, call_uuid: str, reason: str, counter: str, state: str = "failed") -> None:
         self.counts[counter] += 1
-        Call.update(record_state="failed", record_reason=reason).where(Call.call_uuid == call_uuid).execute()
-        log.warning("recording.failed", call=call_uuid, reason=reason)
+        Call.update(record_state=state, record_reason=reason).where(Call.call_uuid == call_uuid).execute()
+        log.warning("recording." + state, call=call_uuid, reason=reason)
 
     def _start_recording(self, d: StartRecording, notice: PlayNotice | None = None) -> None:
         """RECORD_STEREO, then uuid_record, then (if given) uuid_broadcast, in one write.
@@ -307,6 +308,9 @@ class Recorder:
             self.machine.recording_failed(d.call_uuid)
             self._fail(d.call_uuid, "recording path exists already or leaves the spool", "record_refused")
             return
+        # The daemon makes the day's folder itself, so it owns it and can delete what it ships
+        # (FreeSWITCH would create it with its own owner and mode).
+        os.makedirs(os.path.dirname(d.path), exist_ok=True)
         commands = [
             # A -bleg transfer (or SIP REFER) then moves the recording instead of ending it.
             f"uuid_setvar {d.leg_uuid} recording_follow_transfer true",
@@ -327,7 +331,10 @@ class Recorder:
         if not record.ok:
             self._not_recording.add(d.call_uuid)
             self.machine.recording_failed(d.call_uuid)
-            self._fail(d.call_uuid, f"uuid_record: {record.text.strip()[:200]}", "record_error")
+            if CHANNEL_GONE in record.text:
+                self._fail(d.call_uuid, "the call ended before the recording could start", "record_missed", "missed")
+            else:
+                self._fail(d.call_uuid, f"uuid_record: {record.text.strip()[:200]}", "record_error")
             return
         self.counts["recording_started"] += 1
         log.info("recording.started", call=d.call_uuid, leg=d.leg_uuid)
@@ -486,6 +493,12 @@ def run_daemon(settings: Settings, services: list[Callable[[gevent.event.Event],
     for warning in plan.warnings:
         log.warning("plan.warning", problem=warning)
     _check_notice(settings.notice_file)
+    if settings.esl_password == "ClueCon" or settings.esl_password.upper().startswith("CHANGE-ME"):
+        log.warning(
+            "esl.default_password",
+            advice="the event socket still uses the well-known default password; set yyrec_esl_password "
+            "in FreeSWITCH and YYREC_ESL_PASSWORD here (docs/operators.md)",
+        )
     open_index(settings.database_url)
     recorder = Recorder(settings, plan, services=services)
     recorder.install_signal_handlers()
