@@ -99,7 +99,7 @@ class CompiledStep:
     """A script step with its constant headers encoded once: per event only the tokens are rendered."""
 
     __slots__ = ("name", "names", "dyn", "plain_parts", "json_parts", "var_end", "var_index", "has_vars",
-                 "channel_start", "has_dur", "body", "index", "plain_merged", "json_merged")
+                 "channel_start", "has_dur", "body", "index", "plain_merged", "json_merged", "numeric")
 
     def __init__(self, step: dict):
         self.name = step["name"]
@@ -118,6 +118,8 @@ class CompiledStep:
         self.var_index = {self.names[i][9:]: i for i in var_idx}
         self.channel_start = self.names.index("Channel-State") if "Channel-State" in self.names else -1
         self.has_dur = any(spec[0] == "DUR" for _, spec, _ in self.dyn)
+        # digits only (times, sequence, durations): never encoded, never memoised (each one is new)
+        self.numeric = {i for i, spec, _ in self.dyn if spec[0] in ("T", "E", "EDT", "SEQ", "DUR")}
         self.plain_merged = _merge(self.plain_parts, {i for i, _, _ in self.dyn}, "")
         self.json_merged = _merge(self.json_parts, {i for i, _, _ in self.dyn}, ",")
 
@@ -183,8 +185,13 @@ class StepEvent(OutEvent):
         segments, slots = merged
         segments = list(segments)
         names = self.step.names
+        numeric = self.step.numeric
+        plain = encode is _plain_line
         for i, v in self.values.items():
-            segments[slots[i]] = encode(names[i], v)
+            if i in numeric:
+                segments[slots[i]] = f"{names[i]}: {v}\n" if plain else f'"{names[i]}":"{v}"'
+            else:
+                segments[slots[i]] = encode(names[i], v)
         return sep.join(segments)
 
     def plain(self) -> bytes:

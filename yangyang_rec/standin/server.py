@@ -9,7 +9,6 @@ from pathlib import Path
 
 import gevent
 import gevent.event
-import gevent.queue
 import gevent.socket
 import structlog
 from gevent.server import StreamServer
@@ -35,7 +34,6 @@ from yangyang_rec.standin.templates import load_templates
 
 log = structlog.get_logger(__name__)
 
-WRITE_BATCH = 512
 
 
 class Client:
@@ -52,14 +50,16 @@ class Client:
         self.subclasses: set[str] = set()
         self.nixed: set[str] = set()
         self.filters: list[tuple[str, str]] = []
-        self.queue: gevent.queue.Queue = gevent.queue.Queue()
+        self.outbox: list[bytes | None] = []  # None = close after what is before it
+        self.ready = gevent.event.Event()
         self.closed = False
         self.writer = gevent.spawn(self._write_loop)
 
     # ---- outgoing ----------------------------------------------------------------------------------
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | None) -> None:
         if not self.closed:
-            self.queue.put(data)
+            self.outbox.append(data)
+            self.ready.set()
 
     def wants(self, event: OutEvent) -> bool:
         if self.fmt is None or self.closed:
@@ -76,19 +76,21 @@ class Client:
 
     def offer(self, event: OutEvent) -> None:
         if self.wants(event):
-            self.queue.put(event.render(self.fmt))
+            self.outbox.append(event.render(self.fmt))
+            self.ready.set()
 
     def close_after(self, data: bytes) -> None:
         self.send(data)
-        self.queue.put(None)
+        self.send(None)
 
     def _write_loop(self) -> None:
         try:
             while True:
-                item = self.queue.get()
-                batch = [item]
-                while len(batch) < WRITE_BATCH and not self.queue.empty():
-                    batch.append(self.queue.get_nowait())
+                self.ready.wait()
+                self.ready.clear()
+                batch, self.outbox = self.outbox, []
+                if not batch:
+                    continue
                 end = None in batch
                 if end:
                     batch = batch[: batch.index(None)]
@@ -131,7 +133,7 @@ class Client:
             pass
         finally:
             if not self.closed:
-                self.queue.put(None)
+                self.send(None)
                 self.writer.join(timeout=2)
                 self.shutdown()
 
@@ -292,7 +294,7 @@ class FreeSwitchStandIn:
                 run.greenlet.kill(block=False)
                 run.finish()
         for client in list(self.clients):
-            client.queue.put(None)  # flush what is queued, then close
+            client.send(None)  # flush what is queued, then close
         for client in list(self.clients):
             client.writer.join(timeout=5)
             client.shutdown()
