@@ -56,7 +56,7 @@ def settle(fs: TimedStandIn, pids: list[int], quiet_cpu: float = 0.02, timeout: 
     """Wait until the stand-in's queues are empty and the processes stop using CPU."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(c.queue.empty() for c in list(fs.clients)):
+        if all(c.idle for c in list(fs.clients)):
             before = [cpu_seconds(p) for p in pids]
             gevent.sleep(0.5)
             if all(cpu_seconds(p) - b <= quiet_cpu for p, b in zip(pids, before, strict=True)):

@@ -61,6 +61,11 @@ class Client:
             self.outbox.append(data)
             self.ready.set()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing waits to be written to this client."""
+        return not self.outbox
+
     def wants(self, event: OutEvent) -> bool:
         if self.fmt is None or self.closed:
             return False
