@@ -20,9 +20,9 @@ from pathlib import Path
 
 import gevent
 
-from yangyang_rec.bench.processes import MotoServer, stop
 from yangyang_rec.index import Call, open_index
 from yangyang_rec.lines import Plan, load_plan
+from yangyang_rec.local_processes import MotoServer, stop
 from yangyang_rec.standin import FreeSwitchStandIn, PlacedCall
 
 FINAL_RECORD_STATES = ("completed", "partial", "failed", "missed")

@@ -24,8 +24,8 @@ import gevent
 from yangyang_rec import calls as call_machine
 from yangyang_rec.bench.figures import Figure
 from yangyang_rec.bench.harness import Caller, Daemon, TimedStandIn, full_lines
-from yangyang_rec.bench.processes import cpu_seconds, stop
 from yangyang_rec.lines import load_plan
+from yangyang_rec.local_processes import cpu_seconds, stop
 from yangyang_rec.settings import Settings
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import gevent
 
 from yangyang_rec.bench.figures import percentile
-from yangyang_rec.bench.processes import stop
 from yangyang_rec.lines import Plan
+from yangyang_rec.local_processes import stop
 from yangyang_rec.settings import Settings
 from yangyang_rec.standin import FreeSwitchStandIn
 

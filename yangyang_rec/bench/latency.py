@@ -29,9 +29,9 @@ from yangyang_rec.bench.harness import (
     full_lines,
     record_latencies,
 )
-from yangyang_rec.bench.processes import stop
 from yangyang_rec.bench.uploads import UploadCase, empty_bucket, plain_client, write_sources
 from yangyang_rec.lines import load_plan
+from yangyang_rec.local_processes import stop
 from yangyang_rec.settings import Settings
 from yangyang_rec.shipper import MB
 

@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from yangyang_rec.bench.figures import Figure
-from yangyang_rec.bench.processes import run_measured
 from yangyang_rec.bucket import PREFIX, make_client
 from yangyang_rec.index import Call, utcnow
+from yangyang_rec.local_processes import run_measured
 from yangyang_rec.retention import KST_OFFSET
 from yangyang_rec.settings import Settings
 

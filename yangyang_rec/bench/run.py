@@ -21,9 +21,9 @@ import structlog
 
 from yangyang_rec.bench import events, latency, retention_audit, scale, uploads
 from yangyang_rec.bench.figures import Figure, document, table, write_json
-from yangyang_rec.bench.processes import MotoServer
 from yangyang_rec.bucket import apply_bucket_setup, make_client
 from yangyang_rec.index import database, open_index
+from yangyang_rec.local_processes import MotoServer
 from yangyang_rec.settings import Settings
 from yangyang_rec.shipper import MB
 

@@ -18,8 +18,8 @@ import gevent
 
 from yangyang_rec.bench.figures import Figure, percentile
 from yangyang_rec.bench.harness import Caller, Daemon, LoopLag, TimedStandIn, full_lines, record_latencies
-from yangyang_rec.bench.processes import rss_mb
 from yangyang_rec.lines import load_plan
+from yangyang_rec.local_processes import rss_mb
 from yangyang_rec.settings import Settings
 
 P99_LIMIT_MS = 50.0

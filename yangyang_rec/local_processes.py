@@ -1,4 +1,4 @@
-"""Processes the bench starts and watches: moto's S3 server, the daemon, the audit. Memory is read
+"""Processes the demo and the bench start and watch: moto's S3 server, the daemon, the audit. Memory is read
 from the kernel (/proc VmRSS while running, wait4's ru_maxrss once ended), never estimated."""
 
 from __future__ import annotations
