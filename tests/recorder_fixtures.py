@@ -38,7 +38,8 @@ def sha256(path: str) -> str:
 
 
 class RunningRecorder:
-    def __init__(self, fs, tmp_path: Path, lines_text: str = TEST_LINES, lines_file: Path | None = None):
+    def __init__(self, fs, tmp_path: Path, lines_text: str = TEST_LINES, lines_file: Path | None = None,
+                 on_ready_to_ship=None):
         self.fs = fs
         if lines_file is None:
             lines_file = tmp_path / "lines.yaml"
@@ -53,7 +54,7 @@ class RunningRecorder:
             node="fs-test",
         )
         open_index(self.settings.database_url)
-        self.recorder = Recorder(self.settings, load_plan(lines_file))
+        self.recorder = Recorder(self.settings, load_plan(lines_file), on_ready_to_ship=on_ready_to_ship)
         self.greenlet = gevent.spawn(self.recorder.run)
         assert self.recorder.esl.connected_event.wait(5), "recorder did not connect to the stand-in"
 

@@ -214,3 +214,13 @@ def test_call_gone_before_uuid_record_is_missed_not_failed(recorder, standin):
     assert row.record_reason.startswith("the call ended before the recording could start")
     assert row.upload_state == "none" and row.ended_at is not None
     assert rec.recorder.counts["record_missed"] == 1
+
+
+def test_shipper_is_woken_once_per_finished_recording(recorder, standin):
+    woken = []
+    rec = recorder(on_ready_to_ship=lambda: woken.append(1))
+    standin.place_call(kind="inbound", line="2101", talk_s=2)
+    standin.place_call(kind="inbound", line="2104", talk_s=2)  # an off line: nothing to ship
+    rec.settle()
+    assert [r.upload_state for r in rec.rows()] == ["pending"]
+    assert len(woken) == 1

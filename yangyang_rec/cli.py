@@ -159,7 +159,8 @@ def cmd_run(args) -> int:
     from yangyang_rec.shipper import Shipper
 
     settings = _settings(args).settings
-    return run_daemon(settings, services=[Shipper(settings).run_forever])
+    shipper = Shipper(settings)
+    return run_daemon(settings, services=[shipper.run_forever], on_ready_to_ship=shipper.wake)
 
 
 def cmd_calls(args) -> int:

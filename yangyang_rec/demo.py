@@ -25,8 +25,6 @@ from yangyang_rec.lines import Plan, load_plan
 from yangyang_rec.local_processes import MotoServer, stop
 from yangyang_rec.standin import FreeSwitchStandIn, PlacedCall
 
-FINAL_RECORD_STATES = ("completed", "partial", "failed", "missed")
-
 
 @dataclass(frozen=True)
 class DemoOptions:

@@ -92,6 +92,7 @@ class Recorder:
         plan: Plan,
         services: list[Callable[[gevent.event.Event], None]] | None = None,
         plan_path: Path | None = None,
+        on_ready_to_ship: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.spool = Path(os.path.abspath(settings.spool_dir))
@@ -101,6 +102,8 @@ class Recorder:
         # Long-running services started beside the recorder, e.g. the shipper:
         #   Recorder(settings, plan, services=[Shipper(settings).run_forever])
         self.services = list(services or [])
+        # Told when a finished recording is queued for upload (the shipper's wake-up).
+        self.on_ready_to_ship = on_ready_to_ship
         self.stop_event = gevent.event.Event()
         self.reload_requested = gevent.event.Event()
         self.counts: Counter[str] = Counter()
@@ -391,6 +394,8 @@ class Recorder:
             upload_state="pending" if digest else "none",
         ).where(Call.call_uuid == d.call_uuid).execute()
         self.counts[f"recording_{state}"] += 1
+        if digest and self.on_ready_to_ship is not None:
+            self.on_ready_to_ship()
         event = "recording.completed" if state in ("completed", "partial") else "recording.failed"
         log.info(
             event, call=d.call_uuid, state=state, reason=reason, bytes=size, duration_s=round(duration, 1)
@@ -474,7 +479,11 @@ class Recorder:
         return found
 
 
-def run_daemon(settings: Settings, services: list[Callable[[gevent.event.Event], None]] | None = None) -> int:
+def run_daemon(
+    settings: Settings,
+    services: list[Callable[[gevent.event.Event], None]] | None = None,
+    on_ready_to_ship: Callable[[], None] | None = None,
+) -> int:
     """`yangyang-rec run`: index, plan, notice check, then record until SIGTERM/SIGINT."""
     from yangyang_rec.index import open_index
     from yangyang_rec.logs import configure_logging
@@ -500,7 +509,7 @@ def run_daemon(settings: Settings, services: list[Callable[[gevent.event.Event],
             "in FreeSWITCH and YYREC_ESL_PASSWORD here (docs/operators.md)",
         )
     open_index(settings.database_url)
-    recorder = Recorder(settings, plan, services=services)
+    recorder = Recorder(settings, plan, services=services, on_ready_to_ship=on_ready_to_ship)
     recorder.install_signal_handlers()
     recorder.run()
     return 0
