@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from yangyang_rec.esl import frames as frames_module
 from yangyang_rec.esl.frames import (
     EventError,
     FrameError,
@@ -73,6 +74,69 @@ def test_encoded_newline_in_a_value_cannot_forge_another_header():
     assert event.name == "CHANNEL_ANSWER"
     assert event.get("Unique-ID") == "11111111-1111-1111-1111-111111111111"
     assert event.get("Caller-Caller-ID-Name") == "Evil\nUnique-ID: x\nEvent-Name: SHUTDOWN"
+    assert event.headers["Unique-ID"] == "11111111-1111-1111-1111-111111111111"
+    assert list(event.headers) == ["Event-Name", "Unique-ID", "Caller-Caller-ID-Name", "Caller-Destination-Number"]
+
+
+def careful(block: str, decode: bool):
+    try:
+        return list(frames_module._split_header_lines_carefully(block, decode).items())
+    except EventError as exc:
+        return str(exc)
+
+
+def split(block: str, decode: bool):
+    try:
+        return list(frames_module._split_header_lines(block, decode).items())
+    except EventError as exc:
+        return str(exc)
+
+
+def test_every_captured_event_splits_as_the_careful_line_loop_does():
+    checked = 0
+    for param in summarised_captures():
+        for frame in FrameReader().feed((CAPTURES / f"{param.values[0]['name']}.txt").read_bytes()):
+            if frame.content_type == "text/event-plain":
+                block = frame.body.decode("utf-8", errors="replace").partition("\n\n")[0]
+                assert split(block, True) == careful(block, True)
+                assert list(parse_plain_event(frame.body).headers.items()) == careful(block, True)
+                checked += 1
+    assert checked > 100
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "",
+        "\nEvent-Name: X",
+        "Event-Name: X\r\nUnique-ID: a%20b\r",
+        "Event-Name: X\nEvent-Name: Y",
+        "Event-Name: X\nA: 1\nB: 2\nA: 3",
+        "Event-Name: X\nName:no-space",
+        "Event-Name: X\nName:",
+        "Event-Name: X\nName: ",
+        "Event-Name: X\nName:  two spaces",
+        "Event-Name: X\nName: a: b%3A c",
+        "Event-Name: X\na:b: c",
+        "Event-Name: X\n: no name",
+        "Event-Name: X\n Name: leading blank",
+        "Event-Name: X\nName : trailing blank",
+        "Event-Name: X\nTwo Words: ok",
+        "Event-Name: X\n\u00e9t\u00e9: non-ascii name",
+        "Event-Name: X\nthis is not a header",
+        "Event-Name: X\nV: %ZZ%4%%0A%0D%E2%82",
+        "Event-Name: X\nV: \u00e9%20%ED%99%8D",
+        "Event-Name: X\nV: tab\there",
+    ],
+)
+def test_unusual_blocks_split_as_the_careful_line_loop_does(block):
+    for decode in (True, False):
+        assert split(block, decode) == careful(block, decode)
+    encoded = frames_module._split_header_lines(block, False) if isinstance(careful(block, False), list) else None
+    if encoded is not None and "Event-Name" in encoded:
+        event = parse_plain_event(block.encode() + b"\n\n")
+        assert list(event.headers.items()) == careful(block, True)
+        assert all(event.get(k) == v for k, v in careful(block, True))
 
 
 def test_invalid_utf8_and_huge_values_do_not_break_parsing():
