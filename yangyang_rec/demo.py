@@ -128,17 +128,17 @@ def department_table(plan: Plan, placed: list[PlacedCall]) -> tuple[list[str], b
     if rows:
         clean = False
     names = {d.id: d.name for d in plan.departments}
-    out = [f"{'department':<14} {'name':<12} {'calls':>6} {'answered':>9} {'to record':>10} "
+    out = [f"{'department':<14} {'name':<16} {'calls':>6} {'answered':>9} {'to record':>10} "
            f"{'recorded':>9} {'uploaded':>9} {'failed':>7}"]
     total: collections.Counter = collections.Counter()
     for dept in sorted(stats):
         s = stats[dept]
         total.update(s)
         name = names.get(dept, "")
-        pad = 12 - sum(2 if ord(ch) > 0x1100 else 1 for ch in name)
+        pad = 16 - sum(2 if ord(ch) > 0x1100 else 1 for ch in name)
         out.append(f"{dept:<14} {name}{' ' * max(pad, 0)} {s['calls']:>6} {s['answered']:>9} {s['expected']:>10} "
                    f"{s['recorded']:>9} {s['uploaded']:>9} {s['failed']:>7}")
-    out.append(f"{'total':<14} {'':<12} {total['calls']:>6} {total['answered']:>9} {total['expected']:>10} "
+    out.append(f"{'total':<14} {'':<16} {total['calls']:>6} {total['answered']:>9} {total['expected']:>10} "
                f"{total['recorded']:>9} {total['uploaded']:>9} {total['failed']:>7}")
     clean = clean and total["recorded"] == total["expected"] == total["uploaded"]
     return out, clean
@@ -180,6 +180,8 @@ def run_demo(opts: DemoOptions) -> int:
                 f"{time.monotonic() - started:.0f} s after the first call\n")
             table, clean = department_table(plan, placed)
             say("\n".join(table))
+            say("('to record' counts answered calls on full lines in their direction; the other departments "
+                "are on_demand or off in lines.yaml)")
             left = sorted(p.relative_to(opts.workdir) for p in (opts.workdir / "spool").rglob("*.wav"))
             say(f"\nspool after shipping: {len(left)} file(s) left")
             clean = clean and not left
