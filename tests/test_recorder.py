@@ -224,3 +224,21 @@ def test_shipper_is_woken_once_per_finished_recording(recorder, standin):
     rec.settle()
     assert [r.upload_state for r in rec.rows()] == ["pending"]
     assert len(woken) == 1
+
+
+def test_day_folders_are_made_by_the_daemon_group_writable_whatever_the_umask(tmp_path):
+    """FreeSWITCH writes into them through the spool's group; the unit runs the daemon with UMask=0027."""
+    import os
+    import stat
+
+    from yangyang_rec.recorder import make_day_folder
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    old = os.umask(0o027)
+    try:
+        make_day_folder(spool, spool / "2027" / "03" / "01")
+    finally:
+        os.umask(old)
+    for folder in (spool / "2027", spool / "2027" / "03", spool / "2027" / "03" / "01"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o2770

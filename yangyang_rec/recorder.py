@@ -83,6 +83,25 @@ def inside(root: Path, path: str) -> bool:
     return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
 
 
+SPOOL_FOLDER_MODE = 0o2770
+
+
+def make_day_folder(spool: Path, folder: Path) -> None:
+    """Create <spool>/YYYY/MM/DD as the daemon, mode 2770 whatever the umask.
+
+    The daemon owns the folders, so it can delete what it has shipped; FreeSWITCH writes into them
+    as a member of the spool's group (setgid keeps that group). If FreeSWITCH made them itself, they
+    would carry its owner and mode instead.
+    """
+    missing = []
+    while folder != spool and not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+        os.chmod(path, SPOOL_FOLDER_MODE)
+
+
 class Recorder:
     """Runs until `stop` is set: the ESL supervisor, one greenlet per call, the plan watcher, services."""
 
@@ -311,9 +330,7 @@ class Recorder:
             self.machine.recording_failed(d.call_uuid)
             self._fail(d.call_uuid, "recording path exists already or leaves the spool", "record_refused")
             return
-        # The daemon makes the day's folder itself, so it owns it and can delete what it ships
-        # (FreeSWITCH would create it with its own owner and mode).
-        os.makedirs(os.path.dirname(d.path), exist_ok=True)
+        make_day_folder(self.spool, Path(d.path).parent)
         commands = [
             # A -bleg transfer (or SIP REFER) then moves the recording instead of ending it.
             f"uuid_setvar {d.leg_uuid} recording_follow_transfer true",
