@@ -1,5 +1,5 @@
 """Processes the demo and the bench start and watch: moto's S3 server, the daemon, the audit. Memory is read
-from the kernel (/proc VmRSS while running, wait4's ru_maxrss once ended), never estimated."""
+from the kernel (/proc VmRSS and VmHWM while running), never estimated."""
 
 from __future__ import annotations
 
@@ -42,6 +42,22 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """Peak resident memory of a running program (VmHWM), in MB; None once it has exited.
+
+    Not wait4's ru_maxrss: a child started by vfork + exec inherits its parent's high-water mark,
+    so a 64 MB audit started from a 490 MB bench process reported 490 MB. VmHWM belongs to the
+    program's own address space, which exec makes new.
+    """
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a running process has used (from /proc/<pid>/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -58,25 +74,28 @@ class Finished:
 
 
 def run_measured(argv: list[str], env: dict[str, str], timeout: float, log_dir: Path) -> Finished:
-    """Run a command to its end; its peak RSS comes from wait4 (this child only, not every child)."""
+    """Run a command to its end; its peak RSS is its own VmHWM, read every 20 ms while it runs."""
     log_dir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
     started = time.monotonic()
+    peak = 0.0
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err)
         deadline = started + timeout
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            # Read before reaping: a zombie has no address space left to read.
+            peak = max(peak, peak_rss_mb(proc.pid) or 0.0)
+            pid, status = os.waitpid(proc.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() > deadline:
                 proc.kill()
-                _, status, usage = os.wait4(proc.pid, 0)
+                _, status = os.waitpid(proc.pid, 0)
                 break
             time.sleep(0.02)
     seconds = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Finished(proc.returncode, seconds, usage.ru_maxrss / 1024,
+    return Finished(proc.returncode, seconds, peak,
                     out_path.read_text(errors="replace"), err_path.read_text(errors="replace"))
 
 
