@@ -43,7 +43,7 @@ from yangyang_rec.calls import (
     valid_uuid,
 )
 from yangyang_rec.esl.connection import EslError, EslSupervisor
-from yangyang_rec.index import Call, utcnow
+from yangyang_rec.index import Call, insert_call, select_call, update_call, utcnow
 from yangyang_rec.lines import LinesError, Plan, load_plan
 from yangyang_rec.settings import Settings
 
@@ -269,9 +269,7 @@ class Recorder:
             if d.call_uuid not in self._not_recording:
                 self._play_notice(d)
         elif isinstance(d, NoteTransfer):
-            Call.update(leg_uuid=d.leg_uuid, lines_passed=",".join(d.lines_passed)).where(
-                Call.call_uuid == d.call_uuid
-            ).execute()
+            update_call(d.call_uuid, leg_uuid=d.leg_uuid, lines_passed=",".join(d.lines_passed))
             log.info("call.transferred", call=d.call_uuid, leg=d.leg_uuid, lines=",".join(d.lines_passed))
         elif isinstance(d, Finalize):
             self._finalize(d)
@@ -279,7 +277,7 @@ class Recorder:
     def _create_row(self, d: CreateRow) -> None:
         f = d.facts
         try:
-            Call.create(
+            insert_call(
                 call_uuid=f.call_uuid,
                 leg_uuid=f.leg_uuid,
                 node=self.settings.node,
@@ -316,7 +314,7 @@ class Recorder:
 
     def _fail(self, call_uuid: str, reason: str, counter: str, state: str = "failed") -> None:
         self.counts[counter] += 1
-        Call.update(record_state=state, record_reason=reason).where(Call.call_uuid == call_uuid).execute()
+        update_call(call_uuid, record_state=state, record_reason=reason)
         log.warning("recording." + state, call=call_uuid, reason=reason)
 
     def _start_recording(self, d: StartRecording, notice: PlayNotice | None = None) -> None:
@@ -377,39 +375,40 @@ class Recorder:
         if not reply.ok:
             self._fail(d.call_uuid, f"uuid_broadcast: {reply.text.strip()[:200]}", "notice_error")
             return
-        Call.update(notice_played=True).where(Call.call_uuid == d.call_uuid).execute()
+        update_call(d.call_uuid, notice_played=True)
         log.info("notice.played", call=d.call_uuid, legs=d.legs)
 
     def _finalize(self, d: Finalize) -> None:
-        row = Call.get_or_none(Call.call_uuid == d.call_uuid)
+        row = select_call(d.call_uuid, "recording_path", "record_state", "record_reason", "answered_at", "hangup_cause")
         if row is None:
             log.warning("call.finalize_without_row", call=d.call_uuid)
             return
-        path = row.recording_path or d.path
+        path = row["recording_path"] or d.path
         size = file_size(path) if path and inside(self.spool, path) else None
         digest = ""
         if size and size > calls.WAV_HEADER_BYTES:
             digest = gevent.get_hub().threadpool.apply(sha256_file, (path,))
         state, reason = final_state(
-            prior_state=row.record_state,
-            prior_reason=row.record_reason,
+            prior_state=row["record_state"],
+            prior_reason=row["record_reason"],
             completion_cause=d.completion_cause,
             discarded=d.discarded,
             size=size,
         )
         if d.note and state != "completed":
             reason = f"{reason}; {d.note}" if reason else d.note
-        duration = max(0.0, (d.ended_at - row.answered_at).total_seconds())
-        Call.update(
+        duration = max(0.0, (d.ended_at - row["answered_at"]).total_seconds())
+        update_call(
+            d.call_uuid,
             ended_at=d.ended_at,
             duration_s=round(duration, 3),
-            hangup_cause=d.hangup_cause or row.hangup_cause,
+            hangup_cause=d.hangup_cause or row["hangup_cause"],
             bytes=size,
             sha256=digest,
             record_state=state,
             record_reason=reason,
             upload_state="pending" if digest else "none",
-        ).where(Call.call_uuid == d.call_uuid).execute()
+        )
         self.counts[f"recording_{state}"] += 1
         if digest and self.on_ready_to_ship is not None:
             self.on_ready_to_ship()
