@@ -186,3 +186,8 @@ def test_readme_settings_table_lists_every_setting():
     readme = (SHIPPED.parent.parent / "README.md").read_text(encoding="utf-8")
     missing = [name for name in FIELDS if f"| {name} | YYREC_{name.upper()} |" not in readme]
     assert missing == []
+
+
+def test_misspelled_environment_variable_is_refused_with_a_suggestion():
+    with pytest.raises(SettingsError, match="YYREC_ESL_PASWORD is not a setting; did you mean YYREC_ESL_PASSWORD"):
+        load_settings(None, {"YYREC_ESL_PASWORD": "x"})

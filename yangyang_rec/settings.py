@@ -7,6 +7,7 @@ needs them; no module reads the environment on its own.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -184,6 +185,11 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         if env.get(var):
             values[name] = _convert(name, env[var], types[kinds[name]], var)
             sources[name] = var
+    known = {"YYREC_" + name.upper() for name in kinds} | {"YYREC_SETTINGS_FILE"}
+    for var in sorted(v for v in env if v.startswith("YYREC_") and v not in known):
+        close = difflib.get_close_matches(var, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise SettingsError(f"environment variable {var} is not a setting{hint}")
     for name, kind in kinds.items():
         var = "YYREC_" + name.upper()
         if var in env:
