@@ -15,6 +15,7 @@ from pathlib import Path
 from yangyang_rec import __version__
 from yangyang_rec.dialplan import DEFAULT_OUT as DIALPLAN_OUT
 from yangyang_rec.dialplan import render_dialplan, write_dialplan
+from yangyang_rec.index import IndexOpenError
 from yangyang_rec.lines import LinesError, Plan, load_plan
 from yangyang_rec.notice import (
     NOTICE_TEXT,
@@ -173,7 +174,7 @@ def cmd_calls(args) -> int:
     except SinceError as exc:
         print(f"yangyang-rec: {exc}", file=sys.stderr)
         return 2
-    open_index(settings.database_url)
+    open_index(settings.database_url, create=False)
     rows = recent_calls(since, args.line, args.limit)
     if args.json:
         for row in rows:
@@ -202,7 +203,7 @@ def _storage(args):
     from yangyang_rec.index import open_index
 
     settings = _settings(args).settings
-    open_index(settings.database_url)
+    open_index(settings.database_url, create=args.command in ("ship", "lifecycle"))
     return settings, make_client(settings)
 
 
@@ -280,7 +281,7 @@ def cmd_purge(args) -> int:
 def cmd_register_export(args) -> int:
     from yangyang_rec.index import open_index
 
-    open_index(_settings(args).settings.database_url)
+    open_index(_settings(args).settings.database_url, create=False)
     _write_register(args.csv)
     return 0
 
@@ -446,8 +447,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except SettingsError as exc:
+    except (SettingsError, IndexOpenError) as exc:
         print(f"yangyang-rec: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A file or folder named on the command line or in the settings: say which, no traceback.
+        print(f"yangyang-rec: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -17,11 +17,15 @@ from peewee import (
     DateField,
     DateTimeField,
     FloatField,
+    ImproperlyConfigured,
     IntegerField,
     Model,
+    OperationalError,
     TextField,
 )
 from playhouse.db_url import connect
+
+from yangyang_rec.settings import mask_url_password
 
 SCHEMA_VERSION = 1
 
@@ -195,10 +199,37 @@ def schema_version(db) -> int:
     return row.version if row else 0
 
 
-def open_index(url: str):
-    """Connect to the index at `url`, upgrade its schema, and bind the models to it."""
+class IndexOpenError(RuntimeError):
+    """The index cannot be opened; the message says which setting to check."""
+
+
+def open_index(url: str, create: bool = True):
+    """Connect to the index at `url`, upgrade its schema, and bind the models to it.
+
+    `create=False` is for commands that only read: a mistyped path must not become a new,
+    empty index that reports "no calls".
+    """
+    shown = mask_url_password(url)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.removeprefix("sqlite:///"))
+        if not create and not path.exists():
+            raise IndexOpenError(f"no index at {path} (setting database_url): check the path, or start the daemon first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _open(url)
+    except ImproperlyConfigured as exc:
+        raise IndexOpenError(
+            f"database_url {shown}: {exc} — for PostgreSQL install the driver: pip install 'yangyang-rec[postgresql]'"
+        ) from None
+    except IndexOpenError:
+        raise
+    except (ValueError, RuntimeError) as exc:
+        raise IndexOpenError(f"database_url {shown}: {exc}; use sqlite:///PATH or postgresql://USER@HOST/DB") from None
+    except OperationalError as exc:
+        raise IndexOpenError(f"cannot open the index at {shown}: {exc}") from None
+
+
+def _open(url: str):
     kwargs = {}
     if url.startswith("sqlite"):
         kwargs = {
@@ -214,8 +245,8 @@ def open_index(url: str):
         db.create_tables([SchemaVersion])
         current = schema_version(db)
         if current > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"index {url} has schema version {current}, newer than this daemon ({SCHEMA_VERSION}); upgrade the daemon"
+            raise IndexOpenError(
+                f"index {mask_url_password(url)} has schema version {current}, newer than this daemon ({SCHEMA_VERSION}); upgrade the daemon"
             )
         for version in range(current + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[version](db)
