@@ -46,3 +46,9 @@ def test_unsupported_database_is_refused_clearly(monkeypatch, capsys):
 def test_lines_check_on_a_folder_is_a_message_not_a_traceback(tmp_path, capsys):
     code, err = run(capsys, "lines", "check", str(tmp_path))
     assert code in (1, 2) and "Traceback" not in err and str(tmp_path) in err
+
+
+def test_purge_with_an_impossible_register_path_destroys_nothing(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("YYREC_DATABASE_URL", f"sqlite:///{tmp_path}/index.sqlite3")
+    code, err = run(capsys, "purge", "--register-csv", str(tmp_path / "no" / "such" / "register.csv"))
+    assert code == 2 and "nothing was purged" in err

@@ -266,6 +266,11 @@ def _write_register(path: str) -> None:
 def cmd_purge(args) -> int:
     from yangyang_rec.purge import PurgeError, purge
 
+    if args.register_csv and not Path(args.register_csv).resolve().parent.is_dir():
+        # Checked before anything is destroyed, so a typo cannot leave a purge without its export.
+        print(f"yangyang-rec: no folder for the register export {args.register_csv}; nothing was purged",
+              file=sys.stderr)
+        return 2
     settings, client = _storage(args)
     try:
         result = purge(settings, client, dry_run=args.dry_run)
