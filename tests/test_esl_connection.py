@@ -194,3 +194,32 @@ def test_backoff_is_capped_and_jittered():
     delays = [b.delay(n) for n in range(1, 20)]
     assert all(0 < d <= 30 for d in delays)
     assert 0.25 <= delays[0] <= 0.5 and delays[-1] >= 15
+
+
+def test_a_long_outage_is_warned_about_periodically_not_once(monkeypatch):
+    """Nothing listens: the first failure and then one 'still down' a period are warnings; the rest debug."""
+    import socket
+
+    import gevent.event
+    from structlog.testing import capture_logs
+
+    from yangyang_rec.esl import connection
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setattr(connection, "STILL_DOWN_EVERY_S", 0.3)
+    sup = connection.EslSupervisor(
+        "127.0.0.1", port, "ClueCon", ("CHANNEL_ANSWER",), on_event=lambda e: None,
+        backoff=connection.Backoff(base=0.02, cap=0.05),
+    )
+    stop = gevent.event.Event()
+    with capture_logs() as logs:
+        runner = gevent.spawn(sup.run, stop)
+        gevent.sleep(1.0)
+        stop.set()
+        runner.join(timeout=2)
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert warnings[0] == "esl.retrying"
+    assert warnings.count("esl.retrying") == 1
+    assert 2 <= warnings.count("esl.still_down") <= 4  # ~1 s of outage, one a 0.3 s period

@@ -18,6 +18,7 @@ backoff and jitter, logging each change of state once.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -41,6 +42,7 @@ from yangyang_rec.esl.frames import (
 log = structlog.get_logger(__name__)
 
 RECV_CHUNK = 65536
+STILL_DOWN_EVERY_S = 60.0  # while FreeSWITCH stays unreachable, one warning a minute
 _CLOSED = object()
 
 
@@ -332,6 +334,7 @@ class EslSupervisor:
 
     def run(self, stop: gevent.event.Event) -> None:
         failures = 0
+        down_since = last_warned = 0.0
         while not stop.is_set():
             conn = EslConnection(
                 self.host,
@@ -347,8 +350,16 @@ class EslSupervisor:
             except EslUnavailable as exc:
                 failures += 1
                 delay = self.backoff.delay(failures)
-                level = log.warning if failures == 1 else log.debug
-                level("esl.retrying", reason=str(exc), attempt=failures, **{"in": round(delay, 1)})
+                now = time.monotonic()
+                if failures == 1:
+                    down_since = last_warned = now
+                    log.warning("esl.retrying", reason=str(exc), attempt=failures, **{"in": round(delay, 1)})
+                elif now - last_warned >= STILL_DOWN_EVERY_S:
+                    # Once a minute, not once per attempt: hours of outage stay visible, not noisy.
+                    last_warned = now
+                    log.warning("esl.still_down", reason=str(exc), attempts=failures, down_s=round(now - down_since))
+                else:
+                    log.debug("esl.retrying", reason=str(exc), attempt=failures, **{"in": round(delay, 1)})
                 stop.wait(delay)
                 continue
             failures = 0
