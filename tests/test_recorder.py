@@ -7,7 +7,7 @@ from pathlib import Path
 import gevent
 from structlog.testing import capture_logs
 
-from tests.recorder_fixtures import TEST_LINES, sha256
+from tests.recorder_fixtures import NOTICE, TEST_LINES, sha256
 
 
 def one_completed_row(rec, call):
@@ -242,3 +242,15 @@ def test_day_folders_are_made_by_the_daemon_group_writable_whatever_the_umask(tm
         os.umask(old)
     for folder in (spool / "2027", spool / "2027" / "03", spool / "2027" / "03" / "01"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o2770
+
+
+def test_missing_notice_file_records_the_call_but_never_claims_the_notice_played(recorder, standin, tmp_path):
+    """FreeSWITCH answers +OK to uuid_broadcast of a missing file; the index must not believe it."""
+    lines = TEST_LINES.replace(str(NOTICE), str(tmp_path / "no-such-notice.wav"))
+    rec = recorder(lines_text=lines)
+    standin.place_call(kind="inbound", line="2101", talk_s=2)
+    rec.settle()
+    (row,) = rec.rows()
+    assert row.record_state == "completed" and not row.notice_played
+    assert rec.api("uuid_broadcast") == []
+    assert rec.recorder.counts["notice_unplayable"] == 1

@@ -45,6 +45,7 @@ from yangyang_rec.calls import (
 from yangyang_rec.esl.connection import EslError, EslSupervisor
 from yangyang_rec.index import Call, insert_call, select_call, update_call, utcnow
 from yangyang_rec.lines import LinesError, Plan, load_plan
+from yangyang_rec.notice import NoticeError, check_notice
 from yangyang_rec.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -128,6 +129,7 @@ class Recorder:
         self.counts: Counter[str] = Counter()
         self._workers: dict[str, tuple[gevent.queue.Queue, gevent.Greenlet]] = {}
         self._skip: set[str] = set()  # calls indexed by an earlier run: send and write nothing for them
+        self._playable_notices: set[tuple[str, int, int]] = set()  # (file, mtime, size) that passed the check
         self._not_recording: set[str] = set()  # uuid_record refused: no notice either
         self._first_connect = True
         self.esl = EslSupervisor(
@@ -329,6 +331,8 @@ class Recorder:
             self._fail(d.call_uuid, "recording path exists already or leaves the spool", "record_refused")
             return
         make_day_folder(self.spool, Path(d.path).parent)
+        if notice is not None and not self._notice_playable(notice):
+            notice = None
         commands = [
             # A -bleg transfer (or SIP REFER) then moves the recording instead of ending it.
             f"uuid_setvar {d.leg_uuid} recording_follow_transfer true",
@@ -363,7 +367,26 @@ class Recorder:
     def _broadcast_command(d: PlayNotice) -> str:
         return f"uuid_broadcast {d.leg_uuid} {d.file} {d.legs}"
 
+    def _notice_playable(self, d: PlayNotice) -> bool:
+        """FreeSWITCH answers +OK to uuid_broadcast of a missing file and plays silence, so look first.
+
+        The call is still recorded (evidence is kept), but the row says the notice was not played.
+        """
+        try:
+            stat = os.stat(d.file)
+            key = (d.file, stat.st_mtime_ns, stat.st_size)
+            if key not in self._playable_notices:
+                check_notice(Path(d.file))
+                self._playable_notices.add(key)
+            return True
+        except (OSError, NoticeError) as exc:
+            self.counts["notice_unplayable"] += 1
+            log.error("notice.unplayable", call=d.call_uuid, file=d.file, problem=str(exc))
+            return False
+
     def _play_notice(self, d: PlayNotice) -> None:
+        if not self._notice_playable(d):
+            return
         try:
             reply = self.esl.api(self._broadcast_command(d))
         except EslError as exc:
@@ -533,10 +556,6 @@ def run_daemon(
 
 def _check_notice(path: Path) -> None:
     """A notice FreeSWITCH cannot play is silent on the line (uuid_broadcast still says +OK): say so loudly."""
-    try:
-        from yangyang_rec.notice import NoticeError, check_notice
-    except ImportError:
-        return
     try:
         check_notice(Path(path))
     except (NoticeError, OSError) as exc:
