@@ -10,7 +10,7 @@ import pytest
 
 from tests.call_rows import make_call
 from yangyang_rec.audit import _merge, _spool_files, audit
-from yangyang_rec.bucket import apply_bucket_setup, make_client
+from yangyang_rec.bucket import apply_bucket_setup, make_client, object_key
 from yangyang_rec.index import Call, open_index, utcnow
 from yangyang_rec.retention import due_at_utc
 from yangyang_rec.shipper import Shipper
@@ -149,3 +149,13 @@ def test_spool_walk_is_in_byte_order(tmp_path):
 def test_merge_join():
     pairs = list(_merge(iter([1, 3, 4]), iter([2, 3, 5]), lambda x: x, lambda x: x))
     assert pairs == [(1, None), (None, 2), (3, 3), (4, None), (None, 5)]
+
+
+def test_object_of_a_row_still_uploading_is_not_an_orphan(ready):
+    """kill -9 between the PUT and the index write: the object's row says 'uploading', not orphan."""
+    settings, client = ready
+    row = make_call(settings, upload_state="uploading")
+    key = object_key(row.department, row.recorded_on, row.call_uuid)
+    client.put_object(Bucket=settings.s3_bucket, Key=key, Body=Path(row.recording_path).read_bytes())
+    report = audit(settings, client)
+    assert kinds(report).get("orphan", 0) == 0

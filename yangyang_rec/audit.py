@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import BotoCoreError, ClientError
 from peewee import SQL, NodeList, PostgresqlDatabase, fn
 
-from yangyang_rec.bucket import PREFIX, error_code, inspect_bucket
+from yangyang_rec.bucket import PREFIX, ObjectKeyError, error_code, inspect_bucket, object_key
 from yangyang_rec.index import Call, database, utcnow
 from yangyang_rec.retention import due_at_utc, latest_due_recorded_on
 from yangyang_rec.settings import Settings
@@ -160,6 +160,25 @@ def _merge(left: Iterator, right: Iterator, key_left, key_right) -> Iterator[tup
 # -- the passes --------------------------------------------------------------------
 
 
+def _unconfirmed_upload(key: str) -> bool:
+    """An object whose row is still queued: the daemon stopped between the upload and the index write.
+
+    Not an orphan: the shipper adopts the object on its next pass, and 'stuck' reports the row if it lingers.
+    """
+    call_uuid = key.rsplit("/", 1)[-1].removesuffix(".wav")
+    row = (
+        Call.select(Call.upload_state, Call.destroyed_at, Call.department, Call.recorded_on)
+        .where(Call.call_uuid == call_uuid)
+        .first()
+    )
+    if row is None or row.destroyed_at is not None or row.upload_state not in ("pending", "uploading", "failed"):
+        return False
+    try:
+        return object_key(row.department, row.recorded_on, call_uuid) == key
+    except ObjectKeyError:
+        return False
+
+
 def _pass_bucket(report: AuditReport, client, settings: Settings, cutoff: dt.date, deep: bool) -> None:
     rows = (
         Call.select(Call.key, Call.call_uuid, Call.bytes, Call.sha256, Call.upload_state, Call.recorded_on,
@@ -175,7 +194,8 @@ def _pass_bucket(report: AuditReport, client, settings: Settings, cutoff: dt.dat
         if obj is not None:
             report.objects += 1
         if row is None:
-            report.add("orphan", "", obj[0], f"object ({obj[1]} bytes) without an index row")
+            if not _unconfirmed_upload(obj[0]):
+                report.add("orphan", "", obj[0], f"object ({obj[1]} bytes) without an index row")
             continue
         key, call_uuid, size, sha256, upload_state, recorded_on, destroyed_at, held = row
         if obj is None:
