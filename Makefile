@@ -51,5 +51,5 @@ lifecycle: venv ## show the bucket setup; APPLY=1 creates the bucket / sets what
 	$(BIN)/yangyang-rec lifecycle $(if $(APPLY),--apply)
 
 .PHONY: bench
-bench: venv ## performance figures vs their targets, one run (~9 min): table + var/bench.json
+bench: venv ## performance figures vs their targets, one run (6-9 min): table + var/bench.json
 	$(BIN)/python -m yangyang_rec.bench --out var/bench.json

@@ -74,6 +74,9 @@ class PurgeResult:
             f"  {verb}: {self.counts.get(verb, 0)} recordings"
             + ("" if self.dry_run else f", {self.versions_deleted} object versions, {self.spool_files_deleted} spool files"),
         ]
+        if self.dry_run:  # the list right under its own heading, before the skipped ones
+            out += [f"    {i.call_uuid}  recorded {i.recorded_on}  {i.key or '(never uploaded)'}  {i.detail}"
+                    for i in self.items if i.outcome == verb]
         for outcome, label in (
             ("erased again", "personal data erased again on already destroyed rows"),
             ("held", "skipped: under legal hold"),
@@ -86,9 +89,6 @@ class PurgeResult:
                     f"    {i.call_uuid}  recorded {i.recorded_on}  {i.key or '-'}  {i.detail}"
                     for i in self.items if i.outcome == outcome
                 ]
-        if self.dry_run:
-            out += [f"    {i.call_uuid}  recorded {i.recorded_on}  {i.key or '(never uploaded)'}  {i.detail}"
-                    for i in self.items if i.outcome == verb]
         return out
 
 
