@@ -198,12 +198,14 @@ def test_backoff_is_capped_and_jittered():
 
 def test_a_long_outage_is_warned_about_periodically_not_once(monkeypatch):
     """Nothing listens: the first failure and then one 'still down' a period are warnings; the rest debug."""
+    import io
+    import json
     import socket
 
     import gevent.event
-    from structlog.testing import capture_logs
 
     from yangyang_rec.esl import connection
+    from yangyang_rec.logs import configure_logging
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -214,12 +216,15 @@ def test_a_long_outage_is_warned_about_periodically_not_once(monkeypatch):
         backoff=connection.Backoff(base=0.02, cap=0.05),
     )
     stop = gevent.event.Event()
-    with capture_logs() as logs:
-        runner = gevent.spawn(sup.run, stop)
-        gevent.sleep(1.0)
-        stop.set()
-        runner.join(timeout=2)
-    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    out = io.StringIO()
+    configure_logging("debug", "json", stream=out)
+    runner = gevent.spawn(sup.run, stop)
+    gevent.sleep(1.0)
+    stop.set()
+    runner.join(timeout=2)
+    logs = [json.loads(line) for line in out.getvalue().splitlines()]
+    warnings = [e["event"] for e in logs if e["level"] == "warning"]
     assert warnings[0] == "esl.retrying"
     assert warnings.count("esl.retrying") == 1
     assert 2 <= warnings.count("esl.still_down") <= 4  # ~1 s of outage, one a 0.3 s period
+    assert any(e["level"] == "debug" and e["event"] == "esl.retrying" for e in logs)
