@@ -158,10 +158,12 @@ def cmd_run(args) -> int:
     monkey.patch_all()
     from yangyang_rec.recorder import run_daemon
     from yangyang_rec.shipper import Shipper
+    from yangyang_rec.spool_watch import SpoolWatch
 
     settings = _settings(args).settings
     shipper = Shipper(settings)
-    return run_daemon(settings, services=[shipper.run_forever], on_ready_to_ship=shipper.wake)
+    services = [shipper.run_forever, SpoolWatch(settings).run_forever]
+    return run_daemon(settings, services=services, on_ready_to_ship=shipper.wake)
 
 
 def cmd_calls(args) -> int:
