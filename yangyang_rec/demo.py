@@ -58,7 +58,6 @@ def demo_environment(opts: DemoOptions, s3_endpoint: str, esl_port: int) -> dict
         YYREC_LINES_FILE=str(opts.lines_file),
         YYREC_SPOOL_DIR=str(opts.workdir / "spool"),
         YYREC_DATABASE_URL=f"sqlite:///{opts.workdir / 'index.sqlite3'}",
-        YYREC_ACCESS_LOG=str(opts.workdir / "access.log"),
         YYREC_S3_ENDPOINT_URL=s3_endpoint,
         YYREC_S3_BUCKET="yangyang-rec-demo",
         YYREC_S3_ADDRESSING_STYLE="path",

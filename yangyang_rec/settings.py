@@ -49,7 +49,6 @@ class Settings:
     spool_dir: Path = Path("var/spool")
     notice_file: Path = Path("freeswitch/sounds/notice-ko.wav")  # default notice; lines.yaml may name others
     database_url: str = "sqlite:///var/index.sqlite3"
-    access_log: Path = Path("var/access.log")
     # S3-compatible storage.
     s3_endpoint_url: str = ""
     s3_bucket: str = "yangyang-rec"

@@ -101,7 +101,7 @@ def daemon_env(settings: Settings, esl_port: int) -> dict[str, str]:
         YYREC_SETTINGS_FILE=os.devnull,
         YYREC_ESL_HOST="127.0.0.1", YYREC_ESL_PORT=str(esl_port), YYREC_ESL_PASSWORD="ClueCon",
         YYREC_NODE="bench", YYREC_LINES_FILE=str(settings.lines_file), YYREC_SPOOL_DIR=str(settings.spool_dir),
-        YYREC_DATABASE_URL=settings.database_url, YYREC_ACCESS_LOG=str(settings.access_log),
+        YYREC_DATABASE_URL=settings.database_url,
         YYREC_NOTICE_FILE=str(settings.notice_file),
         YYREC_S3_ENDPOINT_URL=settings.s3_endpoint_url, YYREC_S3_BUCKET=settings.s3_bucket,
         YYREC_S3_REGION=settings.s3_region, YYREC_S3_ADDRESSING_STYLE=settings.s3_addressing_style,

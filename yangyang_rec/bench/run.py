@@ -77,7 +77,7 @@ def bench_settings(endpoint: str, workdir: Path, bucket: str) -> Settings:
     settings = Settings(
         s3_endpoint_url=endpoint, s3_bucket=bucket, s3_region="ap-northeast-2", s3_addressing_style="path",
         s3_access_key_id="bench", s3_secret_access_key="bench-secret", spool_dir=workdir / "spool",
-        database_url=f"sqlite:///{workdir / 'index.sqlite3'}", access_log=workdir / "access.log",
+        database_url=f"sqlite:///{workdir / 'index.sqlite3'}",
         lines_file=Path("config/lines.yaml").resolve(),
         notice_file=Path("freeswitch/sounds/notice-ko.wav").resolve(), node="bench",
     )
