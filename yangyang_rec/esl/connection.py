@@ -149,22 +149,7 @@ class EslConnection(InboundESL):
 
     def send(self, data: str) -> Reply:
         """Send one command, wait at most command_timeout for its reply."""
-        if not self.connected or self.closed.is_set():
-            raise NotConnectedError()
-        raw = encode_command(data)  # refuses line breaks: a value can never become a second command
-        result = gevent.event.AsyncResult()
-        with self._send_lock:
-            self._commands_sent.append(result)
-            try:
-                self.sock.sendall(raw)
-            except OSError as exc:
-                self.close(f"send failed: {exc}")
-                raise NotConnectedError() from None
-        try:
-            return result.get(timeout=self.command_timeout)
-        except gevent.Timeout:
-            self.close("a command got no reply in time")
-            raise CommandTimeout(f"no reply within {self.command_timeout} s") from None
+        return self._exchange([data])[0]
 
     def api(self, command: str) -> Reply:
         return self.send(f"api {command}")
@@ -175,9 +160,13 @@ class EslConnection(InboundESL):
         One round trip instead of one per command: on answer, RECORD_STEREO is set and the
         recording started before a short call can end.
         """
+        return self._exchange([f"api {c}" for c in commands])
+
+    def _exchange(self, commands: list[str]) -> list[Reply]:
         if not self.connected or self.closed.is_set():
             raise NotConnectedError()
-        raw = b"".join(encode_command(f"api {c}") for c in commands)
+        # encode_command refuses line breaks: a value can never become a second command.
+        raw = b"".join(encode_command(c) for c in commands)
         results = [gevent.event.AsyncResult() for _ in commands]
         with self._send_lock:
             self._commands_sent.extend(results)
