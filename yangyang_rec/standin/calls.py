@@ -19,7 +19,7 @@ import gevent.event
 import structlog
 
 from yangyang_rec.standin import wav
-from yangyang_rec.standin.events import CompiledStep, OutEvent, StepEvent
+from yangyang_rec.standin.events import CallValues, CompiledStep, OutEvent, StepEvent
 from yangyang_rec.standin.templates import load_templates
 
 log = structlog.get_logger(__name__)
@@ -192,7 +192,7 @@ class CallRun:
         self.greenlet: gevent.Greenlet | None = None
         self.finished = False
         self.taken_over = False  # the switch is tearing this call down itself (restart)
-        self.sub_cache: dict[str, str] = {}
+        self.call_values = CallValues(idents)
 
     def use_script(self, scenario: str) -> None:
         self.scenario = scenario
@@ -239,22 +239,28 @@ class CallRun:
         self.times[index] = now_us
         seq = self.fs.next_seq()
         compiled = compiled_step(step)
-        cache = self.sub_cache
+        times, n = self.times, len(self.times)
         values = {}
-        for i, spec, key in compiled.dyn:
-            kind = spec[0]
-            if kind == "sub":
-                value = cache.get(key)
-                if value is None:
-                    value = cache[key] = self._resolve(spec, now_us, seq, index)
-                values[i] = value
+        for i, kind, arg, spec in compiled.live:
+            if kind == "T":
+                values[i] = str(times[arg] if arg < n else now_us)
+            elif kind == "EDT":
+                values[i] = str(now_us)
+            elif kind == "SEQ":
+                values[i] = str(seq)
+            elif kind == "EDL":
+                values[i] = stamp_local(now_us)
+            elif kind == "EDG":
+                values[i] = stamp_gmt(now_us)
+            elif kind == "CORE":
+                values[i] = self.fs.core_uuid
             elif kind != "DUR":
                 values[i] = self._resolve(spec, now_us, seq, index)
         if compiled.has_dur:
             _durations(compiled, values)
         channel = self.channels.get(step["leg"])
         extra = dict(channel.vars) if channel is not None and channel.vars else {}
-        event = StepEvent(compiled, values, extra)
+        event = StepEvent(compiled, values, extra, self.call_values)
         if channel is not None and compiled.has_vars and compiled.channel_start >= 0:
             channel.last = event
         return event

@@ -2,7 +2,9 @@
 switch_url_encode does) and `text/event-json` (compact cJSON, raw UTF-8).
 
 An `OutEvent` is rendered at most once per format however many clients receive it, and the
-encoded `Name: value` lines are memoised, since most values repeat from call to call.
+encoded `Name: value` lines are memoised, since most values repeat from call to call. A script
+step's plain text is one precompiled format string; each call encodes its identities once
+(`CallValues`), so per event only the times and the sequence number are new.
 """
 
 from __future__ import annotations
@@ -14,13 +16,25 @@ _UNSAFE = set(b'\r\n "#%&+:;<=>?@[\\]^`{|}')
 _ENCODE = [chr(b) if (0x20 < b < 0x7F and b not in _UNSAFE) else f"%{b:02X}" for b in range(256)]
 _PLAIN_MEMO: dict[tuple[str, str], str] = {}
 _JSON_MEMO: dict[tuple[str, str], str] = {}
+_ENCODED_MEMO: dict[str, str] = {}
 MEMO_MAX = 400_000
+_NUMERIC = frozenset(("T", "E", "EDT", "SEQ", "DUR"))  # digits only: never encoded
 
 
 def url_encode(value: str) -> str:
     if value.isascii() and value.isalnum():
         return value
     return "".join([_ENCODE[b] for b in value.encode("utf-8")])
+
+
+def _encoded(value: str) -> str:
+    """url_encode for the stamps and Core-UUID, which repeat from event to event."""
+    out = _ENCODED_MEMO.get(value)
+    if out is None:
+        if len(_ENCODED_MEMO) > 10_000:
+            _ENCODED_MEMO.clear()
+        out = _ENCODED_MEMO[value] = url_encode(value)
+    return out
 
 
 def _json_str(value: str) -> str:
@@ -99,7 +113,9 @@ class CompiledStep:
     """A script step with its constant headers encoded once: per event only the tokens are rendered."""
 
     __slots__ = ("name", "names", "dyn", "plain_parts", "json_parts", "var_end", "var_index", "has_vars",
-                 "channel_start", "has_dur", "body", "index", "plain_merged", "json_merged", "numeric")
+                 "channel_start", "has_dur", "body", "index", "plain_merged", "json_merged", "numeric", "live",
+                 "plain_format", "live_fields", "sub_keys",
+                 "constants")
 
     def __init__(self, step: dict):
         self.name = step["name"]
@@ -122,23 +138,82 @@ class CompiledStep:
         self.numeric = {i for i, spec, _ in self.dyn if spec[0] in ("T", "E", "EDT", "SEQ", "DUR")}
         self.plain_merged = _merge(self.plain_parts, {i for i, _, _ in self.dyn}, "")
         self.json_merged = _merge(self.json_parts, {i for i, _, _ in self.dyn}, ",")
+        # per event only these are computed; identities come from the call's CallValues
+        self.live = [(i, spec[0], spec[1] if len(spec) > 1 else None, spec) for i, spec, _ in self.dyn
+                     if spec[0] != "sub"]
+        self.plain_format = _plain_format(step["headers"])
+        self.constants = [_decode_line(line) if line else "" for line in self.plain_parts]
+        self.sub_keys = {i: (key, spec) for i, spec, key in self.dyn if spec[0] == "sub"}
+        self.live_fields = [(i, f"_{i}", kind in _NUMERIC) for i, kind, _, _ in self.live]
+
+
+def _braces(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _plain_format(headers: list) -> str:
+    """The step's plain text as one format string: constants encoded, `{KEY}` for the call's identities
+    (url-encoding is byte-wise, so encoding the parts equals encoding the whole), `{_i}` for times."""
+    out = []
+    for i, (name, spec) in enumerate(headers):
+        if isinstance(spec, str):
+            out.append(_braces(_plain_line(name, spec)))
+        elif spec[0] == "sub":
+            parts = [_braces(url_encode(p)) if n % 2 == 0 else "{" + p + "}" for n, p in enumerate(spec[1:])]
+            out.append(_braces(name) + ": " + "".join(parts) + "\n")
+        else:
+            out.append(_braces(name) + ": {_" + str(i) + "}\n")
+    return "".join(out)
+
+
+class CallValues(dict):
+    """One call's identities, url-encoded on first use (the format mapping of its events), and the
+    decoded value of each `sub` token, resolved once per call."""
+
+    def __init__(self, idents: dict[str, str]):
+        super().__init__()
+        self.idents = idents
+        self.decoded: dict[str, str] = {}
+
+    def __missing__(self, key: str) -> str:
+        value = self[key] = url_encode(self.idents.get(key, key))
+        return value
+
+    def sub(self, key: str, spec: list) -> str:
+        value = self.decoded.get(key)
+        if value is None:
+            idents = self.idents
+            value = self.decoded[key] = "".join(
+                part if i % 2 == 0 else idents.get(part, part) for i, part in enumerate(spec[1:]))
+        return value
 
 
 class StepEvent(OutEvent):
-    """An event of a call script: constant lines from the compiled step, the call's values at `values`."""
+    """An event of a call script: constant lines from the compiled step, the per-event values at `live`
+    and the call's identities in `call_values`."""
 
-    __slots__ = ("step", "values", "extra")
+    __slots__ = ("step", "live", "call_values", "_values", "extra")
 
-    def __init__(self, step: CompiledStep, values: dict[int, str], extra: dict[str, str]):
+    def __init__(self, step: CompiledStep, live: dict[int, str], extra: dict[str, str], call_values: CallValues):
         self.name = step.name
         self.step = step
-        self.values = values
+        self.live = live
+        self.call_values = call_values
+        self._values = None
         self.extra = extra
         self.body = step.body
         self._plain = None
         self._json = None
         self._map = None
         self._headers = None
+
+    @property
+    def values(self) -> dict[int, str]:
+        """Every token's value, by header index (identities resolved with the call's cache)."""
+        if self._values is None:
+            live, calls = self.live, self.call_values
+            self._values = {i: live[i] if spec[0] != "sub" else calls.sub(key, spec) for i, spec, key in self.step.dyn}
+        return self._values
 
     @property
     def headers(self) -> list[tuple[str, str]]:
@@ -149,8 +224,7 @@ class StepEvent(OutEvent):
                 if i in values:
                     out.append((name, values[i]))
                 else:
-                    line = step.plain_parts[i]
-                    out.append((name, _decode_line(line)))
+                    out.append((name, step.constants[i]))
             self._headers = _with_extra(out, self.extra, step)
         return self._headers
 
@@ -160,9 +234,11 @@ class StepEvent(OutEvent):
         i = self.step.index.get(name)
         if i is None:
             return default
-        if i in self.values:
-            return self.values[i]
-        return _decode_line(self.step.plain_parts[i])
+        if i in self.live:
+            return self.live[i]
+        if self.step.sub_keys.get(i) is not None:
+            return self.call_values.sub(*self.step.sub_keys[i])
+        return self.step.constants[i]
 
     def _lines(self, parts: list[str], encode) -> list[str]:
         step = self.step
@@ -199,7 +275,11 @@ class StepEvent(OutEvent):
             if self.extra:
                 text = "".join(self._lines(self.step.plain_parts, _plain_line))
             else:
-                text = self._fast(self.step.plain_merged, _plain_line, "")
+                mapping = self.call_values
+                live = self.live
+                for i, field, numeric in self.step.live_fields:
+                    mapping[field] = live[i] if numeric else _encoded(live[i])
+                text = self.step.plain_format.format_map(mapping)
             if self.body:
                 body = self.body.encode("utf-8")
                 inner = text.encode("utf-8") + b"Content-Length: %d\n\n" % len(body) + body
