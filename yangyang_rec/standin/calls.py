@@ -422,19 +422,25 @@ def compiled_step(step: dict) -> CompiledStep:
     return compiled
 
 
+def compile_scripts(templates: dict) -> None:
+    """Compile every script step now, so the first call of each kind does not pay for it mid-stream."""
+    for script in templates["scripts"].values():
+        for step in script:
+            compiled_step(step)
+
+
 def _durations(step: CompiledStep, values: dict[int, str]) -> None:
     """billsec & co, from the same event's epochs (as switch_channel does at hangup)."""
-    by_name = {step.names[i]: v for i, v in values.items()}
-
-    def at(what: str) -> int:
-        return int(by_name.get(f"variable_{what}_uepoch", "0") or 0)
-
-    for i, spec, _ in step.dyn:
-        if spec[0] == "DUR":
-            _, unit, end, start = spec
-            e, b = at(end), at(start)
-            delta = max(0, e - b) if e and b else 0
-            values[i] = str(delta if unit == "us" else delta // 1000 if unit == "ms" else delta // 1_000_000)
+    epochs = {}
+    for i, unit, end, start in step.durations:
+        e = epochs.get(end)
+        if e is None:
+            e = epochs[end] = int(values.get(end, "0") or 0) if end is not None else 0
+        b = epochs.get(start)
+        if b is None:
+            b = epochs[start] = int(values.get(start, "0") or 0) if start is not None else 0
+        delta = max(0, e - b) if e and b else 0
+        values[i] = str(delta if unit == "us" else delta // 1000 if unit == "ms" else delta // 1_000_000)
 
 
 def record_vars(seconds: float, frames: int, channels: int, cause: str) -> dict[str, str]:

@@ -21,9 +21,12 @@ MEMO_MAX = 400_000
 _NUMERIC = frozenset(("T", "E", "EDT", "SEQ", "DUR"))  # digits only: never encoded
 
 
+_ASCII_TABLE = {b: _ENCODE[b] for b in range(128) if _ENCODE[b] != chr(b)}
+
+
 def url_encode(value: str) -> str:
-    if value.isascii() and value.isalnum():
-        return value
+    if value.isascii():
+        return value if value.isalnum() else value.translate(_ASCII_TABLE)
     return "".join([_ENCODE[b] for b in value.encode("utf-8")])
 
 
@@ -115,7 +118,7 @@ class CompiledStep:
     __slots__ = ("name", "names", "dyn", "plain_parts", "json_parts", "var_end", "var_index", "has_vars",
                  "channel_start", "has_dur", "body", "index", "plain_merged", "json_merged", "numeric", "live",
                  "plain_format", "live_fields", "sub_keys",
-                 "constants")
+                 "constants", "durations")
 
     def __init__(self, step: dict):
         self.name = step["name"]
@@ -142,6 +145,10 @@ class CompiledStep:
         self.live = [(i, spec[0], spec[1] if len(spec) > 1 else None, spec) for i, spec, _ in self.dyn
                      if spec[0] != "sub"]
         self.plain_format = _plain_format(step["headers"])
+        # billsec & co: (index, unit, index of the end epoch, of the start epoch) among the per-event values
+        epoch_at = {self.names[i]: i for i, kind, _, _ in self.live if kind != "DUR"}
+        self.durations = [(i, spec[1], epoch_at.get(f"variable_{spec[2]}_uepoch"),
+                           epoch_at.get(f"variable_{spec[3]}_uepoch")) for i, spec, _ in self.dyn if spec[0] == "DUR"]
         self.constants = [_decode_line(line) if line else "" for line in self.plain_parts]
         self.sub_keys = {i: (key, spec) for i, spec, key in self.dyn if spec[0] == "sub"}
         self.live_fields = [(i, f"_{i}", kind in _NUMERIC) for i, kind, _, _ in self.live]

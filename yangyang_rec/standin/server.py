@@ -22,6 +22,7 @@ from yangyang_rec.standin.calls import (
     PlacedCall,
     Recording,
     apply_vars,
+    compile_scripts,
     new_uuid,
     record_vars,
     recording_path_ok,
@@ -283,6 +284,7 @@ class FreeSwitchStandIn:
         self.delay_until = 0.0
         self.stall_until = 0.0
         self.templates = load_templates()
+        compile_scripts(self.templates)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> FreeSwitchStandIn:
