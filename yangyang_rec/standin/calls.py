@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -52,12 +51,12 @@ class Clock:
 
 @lru_cache(maxsize=64)
 def _stamp_local(second: int) -> str:
-    return datetime.fromtimestamp(second).strftime("%Y-%m-%d %H:%M:%S")
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
 
 
 @lru_cache(maxsize=64)
 def _stamp_gmt(second: int) -> str:
-    return datetime.fromtimestamp(second, tz=UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(second))
 
 
 def stamp_local(us: int) -> str:

@@ -3,7 +3,7 @@ switch_url_encode does) and `text/event-json` (compact cJSON, raw UTF-8).
 
 An `OutEvent` is rendered at most once per format however many clients receive it, and the
 encoded `Name: value` lines are memoised, since most values repeat from call to call. A script
-step's plain text is one precompiled format string; each call encodes its identities once
+step's plain text is precompiled into literal text and fields; each call encodes its identities once
 (`CallValues`), so per event only the times and the sequence number are new.
 """
 
@@ -154,27 +154,37 @@ class CompiledStep:
         self.live_fields = [(i, f"_{i}", kind in _NUMERIC) for i, kind, _, _ in self.live]
 
 
-def _braces(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
+def _plain_format(headers: list) -> tuple[list[tuple[str, str]], str]:
+    """The step's plain text as (encoded literal text, field) pairs and a tail: constants encoded once,
+    a field for each identity of the call (url-encoding is byte-wise, so encoding the parts equals
+    encoding the whole) and `_i` for each per-event value."""
+    pairs: list[tuple[str, str]] = []
+    text: list[str] = []
 
+    def field(key: str) -> None:
+        pairs.append(("".join(text), key))
+        text.clear()
 
-def _plain_format(headers: list) -> str:
-    """The step's plain text as one format string: constants encoded, `{KEY}` for the call's identities
-    (url-encoding is byte-wise, so encoding the parts equals encoding the whole), `{_i}` for times."""
-    out = []
     for i, (name, spec) in enumerate(headers):
         if isinstance(spec, str):
-            out.append(_braces(_plain_line(name, spec)))
+            text.append(_plain_line(name, spec))
         elif spec[0] == "sub":
-            parts = [_braces(url_encode(p)) if n % 2 == 0 else "{" + p + "}" for n, p in enumerate(spec[1:])]
-            out.append(_braces(name) + ": " + "".join(parts) + "\n")
+            text.append(name + ": ")
+            for n, part in enumerate(spec[1:]):
+                if n % 2 == 0:
+                    text.append(url_encode(part))
+                else:
+                    field(part)
+            text.append("\n")
         else:
-            out.append(_braces(name) + ": {_" + str(i) + "}\n")
-    return "".join(out)
+            text.append(name + ": ")
+            field(f"_{i}")
+            text.append("\n")
+    return pairs, "".join(text)
 
 
 class CallValues(dict):
-    """One call's identities, url-encoded on first use (the format mapping of its events), and the
+    """One call's identities, url-encoded on first use (the fields of its events' plain text), and the
     decoded value of each `sub` token, resolved once per call."""
 
     def __init__(self, idents: dict[str, str]):
@@ -286,7 +296,8 @@ class StepEvent(OutEvent):
                 live = self.live
                 for i, field, numeric in self.step.live_fields:
                     mapping[field] = live[i] if numeric else _encoded(live[i])
-                text = self.step.plain_format.format_map(mapping)
+                pairs, tail = self.step.plain_format
+                text = "".join([lit + mapping[key] for lit, key in pairs]) + tail
             if self.body:
                 body = self.body.encode("utf-8")
                 inner = text.encode("utf-8") + b"Content-Length: %d\n\n" % len(body) + body
