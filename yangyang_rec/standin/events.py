@@ -64,6 +64,16 @@ def _json_pair(name: str, value: str) -> str:
     return pair
 
 
+
+def plain_frame(headers_text: str, body: str) -> bytes:
+    """A text/event-plain frame: the encoded header lines, the event's own body if any, the envelope."""
+    if body:
+        raw = body.encode("utf-8")
+        inner = headers_text.encode("utf-8") + b"Content-Length: %d\n\n" % len(raw) + raw
+    else:
+        inner = headers_text.encode("utf-8") + b"\n"
+    return b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(inner) + inner
+
 class OutEvent:
     """One event as sent: headers in FreeSWITCH's order (decoded values) and an optional body."""
 
@@ -89,12 +99,7 @@ class OutEvent:
     def plain(self) -> bytes:
         if self._plain is None:
             text = "".join([_plain_line(k, v) for k, v in self.headers])
-            if self.body:
-                body = self.body.encode("utf-8")
-                inner = text.encode("utf-8") + b"Content-Length: %d\n\n" % len(body) + body
-            else:
-                inner = text.encode("utf-8") + b"\n"
-            self._plain = b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(inner) + inner
+            self._plain = plain_frame(text, self.body)
         return self._plain
 
     def json(self) -> bytes:
@@ -298,12 +303,7 @@ class StepEvent(OutEvent):
                     mapping[field] = live[i] if numeric else _encoded(live[i])
                 pairs, tail = self.step.plain_format
                 text = "".join([lit + mapping[key] for lit, key in pairs]) + tail
-            if self.body:
-                body = self.body.encode("utf-8")
-                inner = text.encode("utf-8") + b"Content-Length: %d\n\n" % len(body) + body
-            else:
-                inner = text.encode("utf-8") + b"\n"
-            self._plain = b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(inner) + inner
+            self._plain = plain_frame(text, self.body)
         return self._plain
 
     def json(self) -> bytes:
