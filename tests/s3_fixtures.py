@@ -169,3 +169,15 @@ def limited_store(s3_endpoint):
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def ready(s3_settings):
+    """An open index and a bucket set up as `lifecycle --apply` leaves it: (settings, client)."""
+    from yangyang_rec.bucket import apply_bucket_setup, make_client
+    from yangyang_rec.index import open_index
+
+    open_index(s3_settings.database_url)
+    client = make_client(s3_settings)
+    assert apply_bucket_setup(client, s3_settings).ok
+    return s3_settings, client

@@ -6,22 +6,12 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.call_rows import make_call
 from yangyang_rec.audit import _merge, _spool_files, audit
-from yangyang_rec.bucket import apply_bucket_setup, make_client, object_key
+from yangyang_rec.bucket import make_client, object_key
 from yangyang_rec.index import Call, open_index, utcnow
 from yangyang_rec.retention import due_at_utc
 from yangyang_rec.shipper import Shipper
-
-
-@pytest.fixture
-def ready(s3_settings):
-    open_index(s3_settings.database_url)
-    client = make_client(s3_settings)
-    assert apply_bucket_setup(client, s3_settings).ok
-    return s3_settings, client
 
 
 def shipped(settings, client, n=1, **fields):

@@ -19,14 +19,6 @@ from yangyang_rec.shipper import Shipper
 SECOND = dt.timedelta(seconds=1)
 
 
-@pytest.fixture
-def ready(s3_settings):
-    open_index(s3_settings.database_url)
-    client = make_client(s3_settings)
-    assert apply_bucket_setup(client, s3_settings).ok
-    return s3_settings, client
-
-
 def shipped(settings, client, **fields):
     row = make_call(settings, **fields)
     assert Shipper(settings, client).drain_once().uploaded == 1
